@@ -1,0 +1,95 @@
+"""`vision-zero model`: build the offline tiny VLM, inspect a model, generate for an image."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from pathlib import Path
+
+from visionzero.cli.common import CliError, add_settings_args, settings_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("model", help="build the tiny VLM, inspect a model, generate text for an image")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    build = actions.add_parser("build-tiny", help="build the offline tiny Qwen2.5-VL (cached by its settings)")
+    add_settings_args(build)
+    build.add_argument("--out", metavar="DIR", help="build into DIR (overwritten) instead of the cache")
+    build.set_defaults(func=_build_tiny)
+
+    info = actions.add_parser("info", help="load a model and print its family, size, device and dtype")
+    add_settings_args(info)
+    info.add_argument("--spec", help="'tiny', a local directory or a hub id (default: model.spec)")
+    info.set_defaults(func=_info)
+
+    gen = actions.add_parser("generate", help="generate a reply to a prompt about one image")
+    add_settings_args(gen)
+    gen.add_argument("--spec", help="'tiny', a local directory or a hub id (default: model.spec)")
+    gen.add_argument("--image", required=True, help="image file")
+    gen.add_argument("--prompt", default="Describe the image in one sentence.", help="user text")
+    gen.add_argument("--max-new-tokens", type=int, default=48, help="longest reply in tokens")
+    gen.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    gen.add_argument("--n", type=int, default=1, help="number of samples")
+    gen.set_defaults(func=_generate)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _build_tiny(args: argparse.Namespace) -> int:
+    from visionzero.models.tiny import build_tiny, ensure_tiny
+
+    settings = settings_from_args(args)
+    start = time.perf_counter()
+    path = build_tiny(settings.model, args.out) if args.out else ensure_tiny(settings.model)
+    weights = Path(path) / "model.safetensors"
+    print(f"tiny model: {path}")
+    print(f"model.safetensors sha256 {_sha256(weights)} ({weights.stat().st_size / 1e6:.2f} MB, {time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _load(args: argparse.Namespace):
+    from visionzero.models import ModelLoadError, load_model
+
+    settings = settings_from_args(args)
+    try:
+        return settings, load_model(settings.model, settings.runtime, spec=args.spec)
+    except ModelLoadError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _info(args: argparse.Namespace) -> int:
+    _, loaded = _load(args)
+    net = loaded.model
+    n_params = sum(p.numel() for p in net.parameters())
+    print(f"path: {loaded.path}")
+    print(f"family: {loaded.family.name}  class: {type(net).__name__}  parameters: {n_params:,}")
+    print(f"device: {net.device}  dtype: {net.dtype}  vocab: {len(loaded.tokenizer)}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from visionzero.rollout.hf_backend import HFPolicy
+    from visionzero.rollout.types import Sampling
+
+    if not Path(args.image).is_file():
+        raise CliError(f"--image {args.image}: no such file")
+    settings, loaded = _load(args)
+
+    class Request:
+        messages = [{"role": "user", "content": [{"type": "image", "image": args.image}, {"type": "text", "text": args.prompt}]}]
+
+    policy = HFPolicy(loaded)
+    try:
+        (samples,) = policy.generate(
+            [Request()], Sampling(args.max_new_tokens, args.temperature, n=args.n), seed=settings.runtime.seed
+        )
+    except OSError as exc:
+        raise CliError(f"--image {args.image}: cannot read image ({exc})") from None
+    for sample in samples:
+        end = "end of turn" if sample.finished else "max tokens"
+        print(f"[{len(sample.token_ids)} tokens, {end}] {sample.text}")
+    return 0

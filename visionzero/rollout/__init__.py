@@ -1,0 +1,1 @@
+"""Generation backends behind one `Policy` interface, and (later) the batched game engine."""

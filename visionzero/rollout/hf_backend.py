@@ -1,0 +1,86 @@
+"""Generation with Hugging Face transformers `generate`: CPU and GPU, no extra process.
+
+Batched, left-padded, micro-batched to bound memory. Two rules every caller relies on:
+- the image/video pad tokens are never sampled (a stray `<|image_pad|>` in a completion makes
+  the next forward pass fail: image features and image tokens no longer match);
+- generation stops at the end-of-turn token, and that token stays in the completion ids
+  (the update trains it; the released code dropped it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from visionzero.models.loading import LoadedModel
+from visionzero.rollout.images import message_images
+from visionzero.rollout.types import ChatLike, Completion, Sampling
+
+
+class HFPolicy:
+    """The `Policy` interface over a loaded transformers VLM."""
+
+    def __init__(self, loaded: LoadedModel, micro_batch_size: int = 64):
+        self.loaded = loaded
+        self.micro_batch_size = micro_batch_size
+        self.generated_tokens = 0  # running count, for throughput metrics
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.loaded.model.parameters()).device
+
+    def render(self, request: ChatLike) -> str:
+        return self.loaded.processor.apply_chat_template(
+            request.messages, tokenize=False, add_generation_prompt=True
+        )
+
+    def encode(self, requests: Sequence[ChatLike]) -> dict[str, Any]:
+        """Tokenise a batch (left padding) with its images, ready for the model."""
+        texts = [self.render(r) for r in requests]
+        images = [img for r in requests for img in message_images(r.messages)]
+        batch = self.loaded.processor(
+            text=texts, images=images or None, padding=True, return_tensors="pt"
+        )
+        batch.pop("mm_token_type_ids", None)  # not a forward() argument of every family
+        return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
+
+    def generate(self, requests: Sequence[ChatLike], sampling: Sampling, seed: int = 0) -> list[list[Completion]]:
+        flat = [r for r in requests for _ in range(sampling.n)]
+        outputs: list[Completion] = []
+        for start in range(0, len(flat), self.micro_batch_size):
+            chunk = flat[start : start + self.micro_batch_size]
+            outputs.extend(self._generate_chunk(chunk, sampling, seed + start))
+        return [outputs[i * sampling.n : (i + 1) * sampling.n] for i in range(len(requests))]
+
+    @torch.inference_mode()
+    def _generate_chunk(self, chunk: Sequence[ChatLike], sampling: Sampling, seed: int) -> list[Completion]:
+        batch = self.encode(chunk)
+        eot = self.loaded.end_of_turn_id
+        pad = self.loaded.tokenizer.pad_token_id
+        greedy = sampling.temperature <= 0
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=sampling.max_new_tokens,
+            do_sample=not greedy,
+            suppress_tokens=self.loaded.suppressed_ids,
+            eos_token_id=eot,
+            pad_token_id=pad,
+        )
+        if not greedy:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        torch.manual_seed(seed)
+        sequences = self.loaded.model.generate(**batch, **kwargs)
+        prompt_len = batch["input_ids"].shape[1]
+        results = []
+        for row in range(sequences.shape[0]):
+            prompt_ids = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
+            new = sequences[row, prompt_len:].tolist()
+            finished = eot in new
+            ids = new[: new.index(eot) + 1] if finished else new
+            self.generated_tokens += len(ids)
+            text = self.loaded.tokenizer.decode(ids, skip_special_tokens=True)
+            results.append(Completion(prompt_ids, ids, text, finished))
+        return results

@@ -1,0 +1,124 @@
+"""Load params.yaml into the typed schema, apply `section.key=value` overrides, report errors.
+
+Every problem becomes a `SettingsError` whose message is one line naming the key and the
+reason, so the CLI can print it and exit 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from visionzero.settings.schema import Settings
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+class SettingsError(ValueError):
+    """A bad params file or override; the message is one line for a human."""
+
+
+def _describe(err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"] if p != "__root__") or "params"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key"
+    msg = err["msg"].removeprefix("Value error, ")
+    if "input" in err and not isinstance(err["input"], (dict, list)) and kind != "missing":
+        return f"{key}: {msg} (got {err['input']!r})"
+    return f"{key}: {msg}"
+
+
+def _validate(data: dict[str, Any]) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise SettingsError(_describe(errors[0]) + more) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`train.lr=3e-4` -> (["train", "lr"], 0.0003). The value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise SettingsError(f"override {text!r}: expected section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of `data` with each override written at its dotted path."""
+    data = json.loads(json.dumps(data))  # deep copy of plain YAML data
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise SettingsError(f"{'.'.join(path[: i + 1])}: is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise SettingsError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise SettingsError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: is not UTF-8 text") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: top level must be a mapping of sections")
+    return data
+
+
+def load_settings(path: str | Path | None = DEFAULT_PARAMS, overrides: Iterable[str] = ()) -> Settings:
+    """Read `path` (None or a missing default file = schema defaults), apply overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None and (Path(path).exists() or Path(path).name != DEFAULT_PARAMS):
+        data = read_params_file(path)
+    return _validate(apply_overrides(data, overrides))
+
+
+def settings_dict(settings: BaseModel) -> dict[str, Any]:
+    """Plain data as params.yaml spells it (aliases such as `lambda`)."""
+    return settings.model_dump(mode="json", by_alias=True)
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 1e-5}} -> {'train.lr': 1e-5}; lists are kept as values."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def settings_hash(section: BaseModel) -> str:
+    """Stable short hash of a settings section (used to key caches such as the tiny model)."""
+    blob = json.dumps(settings_dict(section), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

@@ -1,0 +1,277 @@
+"""The typed schema of params.yaml: the single source of truth for every setting.
+
+Every field has a default taken from the Vision-Zero method (../shared/METHOD.md cites the
+paper and the released code) and a one-line description. Where the paper and the released
+code disagree, both are offered and the description says which is the default and why.
+DVC (`params:` in dvc.yaml), the CLI (`--set section.key=value`), the Prefect flows and the
+MLflow run parameters all read this schema through `visionzero.settings.load_settings`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CLEVR_COLORS = ["gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow"]
+CLEVR_SHAPES = ["cube", "sphere", "cylinder"]
+CLEVR_MATERIALS = ["rubber", "metal"]
+CLEVR_SIZES = ["small", "large"]
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- runtime
+class RuntimeSettings(Section):
+    seed: int = Field(0, ge=0, description="Master seed: pairs, spy seats, sampling and init derive from it.")
+    device: str = Field("auto", description="auto (cuda if available, else cpu), cpu, cuda or cuda:N.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Model dtype; auto = float32 on CPU, bfloat16 on CUDA."
+    )
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default.")
+    workdir: str = Field("runs", description="Root folder for run outputs (pairs, games, checkpoints, metrics).")
+
+
+# --------------------------------------------------------------------------- model
+class TinyModelSettings(Section):
+    """Sizes of the embedded offline Qwen2.5-VL-architecture model (random init)."""
+
+    seed: int = Field(0, ge=0, description="Seed of the tokenizer training corpus and the weight init.")
+    vocab_size: int = Field(512, ge=64, le=65536, description="BPE vocabulary size requested from the trainer.")
+    hidden_size: int = Field(128, ge=16, description="Text hidden size (a multiple of 2*num_heads).")
+    num_layers: int = Field(3, ge=1, description="Text decoder layers.")
+    num_heads: int = Field(4, ge=1, description="Text attention heads.")
+    num_kv_heads: int = Field(2, ge=1, description="Text key/value heads (grouped-query attention).")
+    intermediate_size: int = Field(256, ge=16, description="Text MLP width.")
+    vision_hidden_size: int = Field(96, ge=16, description="Vision tower width.")
+    vision_depth: int = Field(2, ge=1, description="Vision tower blocks.")
+    vision_heads: int = Field(3, ge=1, description="Vision attention heads.")
+    vision_intermediate_size: int = Field(192, ge=16, description="Vision MLP width.")
+    max_position_embeddings: int = Field(4096, ge=256, description="Longest sequence the tiny model accepts.")
+
+    @model_validator(mode="after")
+    def _divisible(self) -> "TinyModelSettings":
+        head_dim, rem = divmod(self.hidden_size, self.num_heads)
+        if rem or head_dim % 2:
+            raise ValueError("hidden_size must be a multiple of 2*num_heads")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError("num_heads must be a multiple of num_kv_heads")
+        if self.vision_hidden_size % self.vision_heads:
+            raise ValueError("vision_hidden_size must be a multiple of vision_heads")
+        return self
+
+
+class ModelSettings(Section):
+    spec: str = Field("tiny", description="'tiny' (built offline), a local model directory, or a hub id.")
+    family: Literal["auto", "qwen2_5_vl", "qwen2_vl"] = Field(
+        "auto", description="Model family; auto reads model_type from the checkpoint's config."
+    )
+    trust_remote_code: bool = Field(False, description="Allow code shipped with a checkpoint to run. Off unless you trust it.")
+    cache_dir: str = Field(".cache/models", description="Where the tiny model is built (one folder per settings hash).")
+    attn_implementation: str = Field("sdpa", description="transformers attention backend (sdpa, eager, flash_attention_2).")
+    min_pixels: int = Field(3136, ge=784, description="Smallest image area after the processor's resize (pixels).")
+    max_pixels: int = Field(401408, ge=784, description="Largest image area after the processor's resize (pixels).")
+    tiny: TinyModelSettings = Field(default_factory=TinyModelSettings, description="Sizes of the tiny model.")
+
+
+# --------------------------------------------------------------------------- pairs
+class ClevrSettings(Section):
+    min_objects: int = Field(4, ge=1, le=12, description="Fewest objects in a scene (paper: 4).")
+    max_objects: int = Field(6, ge=1, le=12, description="Most objects in a scene (paper: 6).")
+    colors: list[str] = Field(default_factory=lambda: list(CLEVR_COLORS), min_length=2, description="Colour vocabulary.")
+    shapes: list[str] = Field(default_factory=lambda: list(CLEVR_SHAPES), min_length=1, description="Shape vocabulary.")
+    materials: list[str] = Field(default_factory=lambda: list(CLEVR_MATERIALS), min_length=1, description="Material vocabulary.")
+    sizes: list[str] = Field(default_factory=lambda: list(CLEVR_SIZES), min_length=1, description="Size vocabulary.")
+    object_scale: float = Field(1.0, gt=0.2, le=3.0, description="Multiplies object sizes (bigger objects help tiny models).")
+    n_edits: int = Field(2, ge=1, le=6, description="Objects changed in the spy image (paper: 2).")
+    edit: Literal["color_and_shape", "color"] = Field(
+        "color_and_shape", description="What an edit changes: colour and shape (paper) or colour only (tiny models)."
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "ClevrSettings":
+        if self.min_objects > self.max_objects:
+            raise ValueError("min_objects must be <= max_objects")
+        if self.n_edits > self.min_objects:
+            raise ValueError("n_edits must be <= min_objects")
+        return self
+
+
+class ChartSettings(Section):
+    kinds: list[Literal["bar", "line", "pie"]] = Field(
+        default_factory=lambda: ["bar", "line", "pie"], min_length=1, description="Chart types to draw."
+    )
+    min_values: int = Field(4, ge=3, le=12, description="Fewest data points (labels) per chart.")
+    max_values: int = Field(7, ge=3, le=12, description="Most data points (labels) per chart.")
+    edit_kinds: list[Literal["values", "labels", "colors"]] = Field(
+        default_factory=lambda: ["values", "labels", "colors"], min_length=1, description="Attributes the edit may swap."
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "ChartSettings":
+        if self.min_values > self.max_values:
+            raise ValueError("min_values must be <= max_values")
+        return self
+
+
+class PhotoSettings(Section):
+    source: str | None = Field(None, description="Folder of images or of ready pairs; empty = photos shipped with scikit-image.")
+    min_size: int = Field(64, ge=16, description="Smallest accepted side of a source image (pixels).")
+    n_edits: int = Field(2, ge=1, le=4, description="Most regions edited per photo (one or two).")
+    edit_kinds: list[Literal["recolor", "remove", "paste", "mirror"]] = Field(
+        default_factory=lambda: ["recolor", "remove", "paste", "mirror"], min_length=1, description="Local edits to pick from."
+    )
+
+
+class PairsSettings(Section):
+    domains: list[Literal["clevr", "chart", "photo"]] = Field(
+        default_factory=lambda: ["clevr"], min_length=1, description="Domains the pipeline trains on."
+    )
+    n_train: int = Field(2000, ge=1, description="Training pairs per domain (paper: 2,000 CLEVR).")
+    n_eval: int = Field(200, ge=1, description="Held-out evaluation pairs per domain, disjoint from training.")
+    image_size: int = Field(448, ge=32, le=2048, description="Side of the square images (pixels).")
+    workers: int = Field(0, ge=0, description="Worker processes for generation; 0 = one per CPU core.")
+    clevr: ClevrSettings = Field(default_factory=ClevrSettings, description="CLEVR-style scenes.")
+    chart: ChartSettings = Field(default_factory=ChartSettings, description="Charts.")
+    photo: PhotoSettings = Field(default_factory=PhotoSettings, description="Real photos.")
+
+
+# --------------------------------------------------------------------------- game
+class GenerationSettings(Section):
+    temperature: float = Field(0.8, ge=0.0, le=5.0, description="Sampling temperature (released code: 0.8); 0 = greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_k: int = Field(0, ge=0, description="Top-k sampling; 0 disables it.")
+    max_new_tokens: int = Field(1024, ge=1, description="Longest completion (released code: 1024).")
+
+
+class GameSettings(Section):
+    n_players: int = Field(4, ge=3, le=9, description="Seats: n-1 civilians and one spy (paper: 4; votes are single digits).")
+    rounds: int = Field(2, ge=1, le=10, description="Clue rounds before the vote (paper: 2).")
+    group_size: int = Field(8, ge=1, description="G: observer votes sampled per game, the decision-stage group (paper: 8).")
+    spy_image: Literal["edited", "blank"] = Field("edited", description="What the spy sees: the edited image (v1, code) or a blank one (v2).")
+    voting: Literal["observer", "civilians"] = Field(
+        "observer", description="observer: one prompt sampled G times (released code, v2 appendix); civilians: each civilian votes."
+    )
+    clue: GenerationSettings = Field(default_factory=GenerationSettings, description="Sampling of clue turns.")
+    decision: GenerationSettings = Field(default_factory=GenerationSettings, description="Sampling of vote turns.")
+
+
+# --------------------------------------------------------------------------- rewards
+class RewardSettings(Section):
+    decision: Literal["paper", "shaped"] = Field(
+        "paper", description="paper: +1/-0.5/-1 (Eq. 4); shaped: the released format+accuracy shaping."
+    )
+    shaped_format: float = Field(0.3, description="shaped: weight of the format term 2*format_ok-1 (released code: 0.3).")
+    shaped_accuracy: float = Field(1.2, description="shaped: weight of the vote's paper reward correct/na/wrong (released code: 1.2).")
+    shaped_bonus: float = Field(0.99, description="shaped: bonus for naming the spy (released code: 0.99).")
+    correct: float = Field(1.0, description="Decision reward for naming the spy (paper: +1).")
+    na: float = Field(-0.5, description="Decision reward for N/A (paper: -0.5; below the random-guess value avoids the N/A trap).")
+    wrong: float = Field(-1.0, description="Decision reward for a wrong or invalid vote (paper: -1).")
+    beta: float = Field(0.1, ge=0.0, description="Clue reward: weight of the spy-suspicion gap (paper: 0.1).")
+    lambda_: float = Field(0.1, ge=0.0, alias="lambda", description="Clue reward: penalty on a civilian's own votes (paper: 0.1).")
+    rae_alpha: float = Field(0.95, ge=0.0, lt=1.0, description="RAE baseline EMA decay (paper 0.95, default; released code 0.9).")
+    rae_order: Literal["update_then_subtract", "subtract_then_update"] = Field(
+        "update_then_subtract", description="When the current game enters the baseline (released code: update first)."
+    )
+    na_warn: float = Field(0.5, ge=0.0, le=1.0, description="Warn when the N/A share of votes in an iteration exceeds this.")
+
+
+# --------------------------------------------------------------------------- train
+class PhaseSettings(Section):
+    mode: Literal["hysteresis", "alternate", "clue_only", "decision_only"] = Field(
+        "hysteresis", description="Stage switching: paper rule (default), released alternation, or an ablation."
+    )
+    start: Literal["decision", "clue"] = Field("decision", description="Stage of the first iteration (paper: decision).")
+    rho: float = Field(0.95, ge=0.0, lt=1.0, description="EMA decay of vote accuracy and N/A rate (paper: 0.95).")
+    bias_correction: bool = Field(False, description="Divide the EMAs by 1 - rho^t (not in the paper; switches sooner).")
+    to_clue_acc: float = Field(0.9, ge=0.0, le=1.0, description="Decision -> clue when acc EMA >= this (paper: 0.9) ...")
+    to_clue_na: float = Field(0.1, ge=0.0, le=1.0, description="... and N/A EMA <= this (paper: 0.1).")
+    to_decision_err: float = Field(0.4, ge=0.0, le=1.0, description="Clue -> decision when 1 - acc EMA >= this (paper: 0.4) ...")
+    to_decision_na: float = Field(0.5, ge=0.0, le=1.0, description="... or N/A EMA >= this (paper: 0.5).")
+    k_min: int = Field(5, ge=1, description="Fewest iterations in a stage before a switch (paper: 5).")
+    patience: int = Field(0, ge=0, description="Force a switch after this many iterations in one stage; 0 = never (paper lists 20, unused).")
+    period: int = Field(1, ge=1, description="alternate mode: iterations per stage (released code: 1).")
+
+
+class LoraSettings(Section):
+    enabled: bool = Field(False, description="Train LoRA adapters (peft) instead of all weights.")
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator.")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], description="Module names that get adapters."
+    )
+
+
+class TrainSettings(Section):
+    iterations: int = Field(100, ge=1, description="Iterative-SPO iterations (paper: 100).")
+    games_per_iteration: int = Field(128, ge=1, description="B: games played per iteration (paper: 128).")
+    lr: float = Field(1e-5, gt=0.0, le=1.0, description="AdamW learning rate (paper: 1e-5).")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps with linear warm-up before the cosine decay.")
+    clip_eps: float = Field(0.2, gt=0.0, lt=1.0, description="PPO ratio clip epsilon (paper: 0.2).")
+    kl_beta: float = Field(0.04, ge=0.0, description="Weight of the k3 KL to the frozen start model (paper: 0.04); 0 skips the reference.")
+    grad_clip: float = Field(1.0, gt=0.0, description="Max global gradient norm.")
+    micro_batch_size: int = Field(8, ge=1, description="Sequences per forward/backward pass.")
+    grad_accum: int = Field(0, ge=0, description="Optimizer steps per iteration split; 0 = one step over all samples.")
+    gradient_checkpointing: Literal["auto", "on", "off"] = Field("auto", description="auto = on for CUDA, off on CPU.")
+    checkpoint_every: int = Field(1, ge=1, description="Save a resumable checkpoint every N iterations (and at the end).")
+    phase: PhaseSettings = Field(default_factory=PhaseSettings, description="Iterative-SPO stage controller.")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="Optional LoRA.")
+
+
+# --------------------------------------------------------------------------- rollout
+class VllmSettings(Section):
+    python: str = Field(".venv-vllm/bin/python", description="Interpreter of the separate vLLM environment.")
+    host: str = Field("127.0.0.1", description="Address the vLLM worker binds to (loopback by default).")
+    port: int = Field(8765, ge=1, le=65535, description="Port of the vLLM worker.")
+    gpu_memory_utilization: float = Field(0.4, gt=0.0, le=1.0, description="Share of GPU memory vLLM may take.")
+
+
+class RolloutSettings(Section):
+    backend: Literal["hf", "vllm"] = Field("hf", description="hf: transformers generate (CPU/GPU); vllm: separate vLLM process (GPU).")
+    micro_batch_size: int = Field(64, ge=1, description="Most sequences in one HF generate call (bounds memory).")
+    vllm: VllmSettings = Field(default_factory=VllmSettings, description="The vLLM worker.")
+
+
+# --------------------------------------------------------------------------- eval
+class EvalSettings(Section):
+    every: int = Field(10, ge=1, description="Evaluate every k iterations (and after the last).")
+    games: int = Field(64, ge=2, description="Held-out games per evaluation and domain (fixed, seeded).")
+    opponent: str = Field("base", description="Frozen opponent for the win rate: 'base' (the starting model) or a model spec.")
+    vqa_per_type: int = Field(20, ge=0, description="Verifiable VQA questions per question type.")
+    max_new_tokens: int = Field(128, ge=1, description="Longest answer in evaluation.")
+
+
+# --------------------------------------------------------------------------- tracking
+class TrackingSettings(Section):
+    enabled: bool = Field(True, description="Log runs to MLflow.")
+    uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI (local sqlite by default, or a server URL).")
+    experiment: str = Field("vision-zero", description="MLflow experiment name.")
+    viewer_every: int = Field(5, ge=1, description="Attach a game-viewer page every k iterations.")
+
+
+class RegistrySettings(Section):
+    model_name: str = Field("vision-zero", description="Registered model name in the MLflow registry.")
+    metric: str = Field("win_rate", description="Evaluation metric the promotion gate compares (higher is better).")
+    margin: float = Field(0.0, ge=0.0, description="The challenger must beat the champion by more than this.")
+    challenger_alias: str = Field("challenger", description="Alias given to every newly registered version.")
+    champion_alias: str = Field("champion", description="Alias moved by the promotion gate.")
+
+
+# --------------------------------------------------------------------------- root
+class Settings(Section):
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings, description="Seed, device, dtype.")
+    model: ModelSettings = Field(default_factory=ModelSettings, description="Which VLM and how to load it.")
+    pairs: PairsSettings = Field(default_factory=PairsSettings, description="Image-pair generation.")
+    game: GameSettings = Field(default_factory=GameSettings, description="The 'Who is the spy?' game.")
+    rewards: RewardSettings = Field(default_factory=RewardSettings, description="Rewards and advantages.")
+    train: TrainSettings = Field(default_factory=TrainSettings, description="Iterative-SPO training.")
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings, description="Generation backends.")
+    eval: EvalSettings = Field(default_factory=EvalSettings, description="Evaluation.")
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings, description="MLflow tracking.")
+    registry: RegistrySettings = Field(default_factory=RegistrySettings, description="MLflow model registry and promotion.")
