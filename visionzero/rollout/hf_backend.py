@@ -43,7 +43,6 @@ class HFPolicy:
         batch = self.loaded.processor(
             text=texts, images=images or None, padding=True, return_tensors="pt"
         )
-        batch.pop("mm_token_type_ids", None)  # not a forward() argument of every family
         return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
 
     def generate(self, requests: Sequence[ChatLike], sampling: Sampling, seed: int = 0) -> list[list[Completion]]:

@@ -8,25 +8,22 @@ from typing import Any
 
 from PIL import Image
 
-BLANK_PREFIX = "blank:"
+from visionzero.game.rules import parse_blank_ref
+
 BLANK_COLOR = (128, 128, 128)
-
-
-def blank_ref(width: int, height: int) -> str:
-    return f"{BLANK_PREFIX}{width}x{height}"
 
 
 @lru_cache(maxsize=512)
 def _load(ref: str) -> Image.Image:
-    if ref.startswith(BLANK_PREFIX):
-        w, _, h = ref[len(BLANK_PREFIX):].partition("x")
-        return Image.new("RGB", (int(w), int(h)), BLANK_COLOR)
+    size = parse_blank_ref(ref)
+    if size is not None:
+        return Image.new("RGB", size, BLANK_COLOR)
     with Image.open(ref) as img:
         return img.convert("RGB")
 
 
 def load_image(ref: Any) -> Image.Image:
-    """A path, a blank ref, or an already-loaded PIL image -> RGB image."""
+    """A path, a `blank:WxH` ref, or an already-loaded PIL image -> RGB image."""
     if isinstance(ref, Image.Image):
         return ref.convert("RGB")
     return _load(str(ref))

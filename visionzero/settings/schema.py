@@ -217,9 +217,10 @@ class TrainSettings(Section):
     kl_beta: float = Field(0.04, ge=0.0, description="Weight of the k3 KL to the frozen start model (paper: 0.04); 0 skips the reference.")
     grad_clip: float = Field(1.0, gt=0.0, description="Max global gradient norm.")
     micro_batch_size: int = Field(8, ge=1, description="Sequences per forward/backward pass.")
-    grad_accum: int = Field(0, ge=0, description="Optimizer steps per iteration split; 0 = one step over all samples.")
+    steps_per_iteration: int = Field(1, ge=1, description="Optimizer steps per iteration (the samples are split evenly; micro-batches accumulate).")
     gradient_checkpointing: Literal["auto", "on", "off"] = Field("auto", description="auto = on for CUDA, off on CPU.")
     checkpoint_every: int = Field(1, ge=1, description="Save a resumable checkpoint every N iterations (and at the end).")
+    keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk (a 7B checkpoint is ~16 GB).")
     phase: PhaseSettings = Field(default_factory=PhaseSettings, description="Iterative-SPO stage controller.")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="Optional LoRA.")
 

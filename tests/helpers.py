@@ -1,0 +1,57 @@
+"""Small builders shared by tests (plain images, pair references, a scripted voter)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from visionzero.rollout.types import Completion, Sampling
+from visionzero.train.loop import PairRef
+
+
+def simple_pairs(folder: Path, n: int, domain: str = "clevr", size: int = 112) -> list[PairRef]:
+    """n pairs of plain images (a red square vs a blue disc), enough for game mechanics."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for i in range(n):
+        a = Image.new("RGB", (size, size), (230, 230, 230))
+        b = a.copy()
+        box = [8 + 4 * i % 60, 10, 40 + 4 * i % 60, 42]
+        ImageDraw.Draw(a).rectangle(box, fill=(200, 0, 0))
+        ImageDraw.Draw(b).ellipse(box, fill=(0, 0, 200))
+        a.save(folder / f"{domain}{i}_a.png")
+        b.save(folder / f"{domain}{i}_b.png")
+        pairs.append(PairRef(f"{domain}{i}", domain, str(folder / f"{domain}{i}_a.png"), str(folder / f"{domain}{i}_b.png")))
+    return pairs
+
+
+class ScriptedVoter:
+    """Delegates clue turns to a real policy; answers vote turns with seeded scripted votes.
+
+    The votes are real token sequences (tokenised text + end of turn), so both stages train:
+    a random tiny model never writes a parseable vote, which leaves every reward equal.
+    """
+
+    def __init__(self, policy, n_players: int):
+        self.policy = policy
+        self.n_players = n_players
+
+    def generate(self, requests, sampling: Sampling, seed: int = 0):
+        if requests[0].stage != "decision":
+            return self.policy.generate(requests, sampling, seed)
+        rng = random.Random(seed)
+        tok = self.policy.loaded.tokenizer
+        eot = self.policy.loaded.end_of_turn_id
+        out = []
+        for request in requests:
+            prompt_ids = self.policy.encode([request])["input_ids"][0].tolist()
+            samples = []
+            for _ in range(sampling.n):
+                seat = rng.randint(1, self.n_players)
+                text = f"Player {seat} looks odd. \\boxed{{{seat}}}" if rng.random() < 0.9 else "Not sure. \\boxed{N/A}"
+                ids = tok(text, add_special_tokens=False)["input_ids"] + [eot]
+                samples.append(Completion(prompt_ids, ids, text, True))
+            out.append(samples)
+        return out

@@ -1,0 +1,135 @@
+"""The policy update on the real tiny VLM: masking, KL, direction of the step, accumulation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from visionzero.models import load_model
+from visionzero.rollout.hf_backend import HFPolicy
+from visionzero.rollout.types import Sampling
+from visionzero.settings import load_settings
+from visionzero.train.batch import collate, completion_logits
+from visionzero.train.loss import clipped_pg_loss, k3_kl, token_logprobs
+from visionzero.train.samples import TrainSample
+from visionzero.train.update import PolicyTrainer, cosine_with_warmup
+
+pytestmark = pytest.mark.slow
+
+
+class Chat:
+    def __init__(self, image, text):
+        self.messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}]
+
+
+@pytest.fixture(scope="module")
+def samples(tiny_model, tmp_path_factory):
+    """Eight real completions of the tiny model on two images of different sizes."""
+    folder = tmp_path_factory.mktemp("imgs")
+    Image.new("RGB", (112, 112), (200, 20, 20)).save(folder / "red.png")
+    Image.new("RGB", (140, 84), (20, 20, 200)).save(folder / "blue.png")
+    chats = [Chat(str(folder / "red.png"), "Describe."), Chat(str(folder / "blue.png"), "Which colour is on the left?")]
+    out = HFPolicy(tiny_model).generate(chats, Sampling(10, 1.0, n=4), seed=0)
+    made = []
+    for i, (chat, completions) in enumerate(zip(chats, out)):
+        for j, c in enumerate(completions):
+            image = chat.messages[0]["content"][0]["image"]
+            made.append(TrainSample(c.prompt_token_ids, c.token_ids, [image], 1.0 if j % 2 == 0 else -1.0, "decision" if i == 0 else "clue"))
+    return made
+
+
+def _trainer(tiny_settings, *overrides):
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", "runtime.device=cpu", *overrides])
+    loaded = load_model(s.model, s.runtime)
+    return PolicyTrainer(loaded, s.train), loaded
+
+
+def _grads(trainer):
+    return {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+
+
+def _logps(model, loaded, samples):
+    batch = collate(samples, loaded.processor, loaded.tokenizer.pad_token_id, "cpu")
+    with torch.no_grad():
+        return token_logprobs(completion_logits(model, batch), batch.completion_ids), batch.completion_mask
+
+
+def test_padded_batch_logprobs_equal_one_at_a_time(tiny_model, samples):
+    batched, mask = _logps(tiny_model.model, tiny_model, samples)
+    for row, s in enumerate(samples):
+        alone, _ = _logps(tiny_model.model, tiny_model, [s])
+        n = len(s.completion_ids)
+        assert int(mask[row].sum()) == n
+        torch.testing.assert_close(batched[row, :n], alone[0, :n], atol=1e-5, rtol=0)
+
+
+def test_inactive_stage_samples_get_no_gradient(tiny_settings, samples):
+    decision = [s for s in samples if s.stage == "decision"]
+    t1, _ = _trainer(tiny_settings, "train.lr=1e-9")
+    t1.optimizer.zero_grad()
+    for micro in t1._micro_batches(decision):
+        t1._accumulate(micro, n_total=len(decision))
+    only_active = _grads(t1)
+    t2, _ = _trainer(tiny_settings, "train.lr=1e-9")
+    metrics = t2.step(samples, "decision")  # clue samples are in the list
+    assert metrics.samples == len(decision)
+    # the same gradient as training on the decision samples alone (checked before the step)
+    t3, _ = _trainer(tiny_settings, "train.lr=1e-9")
+    t3.optimizer.zero_grad()
+    for micro in t3._micro_batches([s for s in samples if s.stage == "decision"]):
+        t3._accumulate(micro, n_total=len(decision))
+    for name, grad in _grads(t3).items():
+        torch.testing.assert_close(grad, only_active[name])
+    assert any(g.abs().sum() > 0 for g in only_active.values())
+
+
+def test_kl_is_zero_before_the_first_step(tiny_settings, samples):
+    trainer, _ = _trainer(tiny_settings, "train.kl_beta=0.04")
+    metrics = trainer.step(samples, "clue")
+    assert metrics.kl == pytest.approx(0.0, abs=1e-7)
+    assert trainer.step(samples, "clue").kl > 0  # after a step the policy has moved away
+
+
+def test_positive_advantage_completion_gains_logprob(tiny_settings, samples):
+    trainer, loaded = _trainer(tiny_settings, "train.lr=1e-3", "train.warmup_ratio=0", "train.kl_beta=0")
+    target = [s for s in samples if s.stage == "clue"][:2]
+    target = [TrainSample(s.prompt_ids, s.completion_ids, s.images, a, "clue") for s, a in zip(target, (1.0, -1.0))]
+    before, mask = _logps(trainer.model, loaded, target)
+    trainer.step(target, "clue")
+    after, _ = _logps(trainer.model, loaded, target)
+    seq = lambda lp: (lp * mask).sum(-1)  # noqa: E731
+    assert seq(after)[0] > seq(before)[0]  # advantage +1: more likely
+    assert seq(after)[1] < seq(before)[1]  # advantage -1: less likely
+
+
+def test_micro_batch_size_does_not_change_the_gradient(tiny_settings, samples):
+    grads = []
+    for size in (1, 3, 8):
+        trainer, _ = _trainer(tiny_settings, f"train.micro_batch_size={size}")
+        trainer.optimizer.zero_grad()
+        for micro in trainer._micro_batches(samples):
+            trainer._accumulate(micro, n_total=len(samples))
+        grads.append(_grads(trainer))
+    for other in grads[1:]:
+        for name, grad in grads[0].items():
+            torch.testing.assert_close(other[name], grad, atol=1e-6, rtol=1e-4)
+
+
+def test_loss_math_by_hand():
+    logp = torch.tensor([[-1.0, -2.0, 0.0]])
+    old = torch.tensor([[-1.5, -2.0, 0.0]])  # ratio e^0.5 = 1.65 on token 0 -> clipped at 1.2
+    mask = torch.tensor([[1, 1, 0]])
+    parts = clipped_pg_loss(logp, old, torch.tensor([2.0]), mask, clip_eps=0.2)
+    expected = -(min(1.6487 * 2, 1.2 * 2) + 1.0 * 2) / 2  # mean over the 2 real tokens
+    assert float(parts.loss) == pytest.approx(expected, abs=1e-3)
+    assert parts.clipped == pytest.approx(0.5) and parts.tokens == 2
+    assert float(k3_kl(torch.tensor(-1.0), torch.tensor(-1.0))) == 0.0
+    assert float(k3_kl(torch.tensor(-1.0), torch.tensor(-2.0))) == pytest.approx(torch.exp(torch.tensor(-1.0)).item())
+
+
+def test_cosine_schedule_shape():
+    values = [cosine_with_warmup(s, total=10, warmup=2) for s in range(10)]
+    assert values[0] == 0.5 and values[1] == 1.0
+    assert values[2] == pytest.approx(1.0) and all(a >= b for a, b in zip(values[2:], values[3:]))
+    assert values[-1] < 0.1

@@ -1,0 +1,114 @@
+"""Resumable checkpoints, written atomically.
+
+Layout of `<run>/checkpoints/`:
+
+    iter-000004/
+        model/            save_pretrained weights (safetensors) + processor files: a loadable model spec
+        optimizer.pt      AdamW state            scheduler.pt   LR schedule position
+        rng.pt            python / numpy / torch RNG states
+        state.json        iteration, data position, controller and RAE state, base model spec
+    latest                name of the newest complete checkpoint
+
+A checkpoint is built under a temporary name and renamed into place, then `latest` is
+replaced atomically, so a crash at any moment leaves the previous checkpoint usable.
+Tensors are read back with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+LATEST = "latest"
+
+
+def checkpoint_name(iteration: int) -> str:
+    return f"iter-{iteration:06d}"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.random.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_tuples(state["python"]))
+    np.random.set_state(_tuples(state["numpy"]))
+    torch.random.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuples(value):
+    """RNG states are nested tuples; a round trip through torch.save may turn them into lists."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def save_checkpoint(root: Path, iteration: int, model, processor, optimizer, scheduler, state: dict, keep: int) -> Path:
+    """Write checkpoint `iteration` under `root` atomically; keep the newest `keep` ones."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(iteration)
+    tmp = root / (final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    model.save_pretrained(tmp / "model", safe_serialization=True)
+    processor.save_pretrained(tmp / "model")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    torch.save(_plain_rng(rng_state()), tmp / "rng.pt")
+    (tmp / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _write_atomic(root / LATEST, final.name)
+    for old in sorted(p for p in root.glob("iter-*") if p.is_dir() and not p.name.endswith(".tmp"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _plain_rng(state: dict[str, Any]) -> dict[str, Any]:
+    """Make the RNG states loadable with weights_only=True (tensors, lists, ints, strings)."""
+    out = dict(state)
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    out["numpy"] = (kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), pos, has_gauss, cached)
+    return out
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    pointer = root / LATEST
+    if not pointer.exists():
+        return None
+    path = root / pointer.read_text().strip()
+    return path if (path / "state.json").exists() else None
+
+
+def load_training_state(path: Path) -> tuple[dict, dict, dict, dict]:
+    """(state.json, optimizer state, scheduler state, rng state) of a checkpoint."""
+    state = json.loads((path / "state.json").read_text())
+    optimizer = torch.load(path / "optimizer.pt", weights_only=True)
+    scheduler = torch.load(path / "scheduler.pt", weights_only=True)
+    rng = torch.load(path / "rng.pt", weights_only=True)
+    kind, keys, pos, has_gauss, cached = rng["numpy"]
+    rng["numpy"] = (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
+    return state, optimizer, scheduler, rng

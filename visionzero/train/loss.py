@@ -1,0 +1,95 @@
+"""The policy-gradient objective, written once. Pure tensor functions, no model code.
+
+Per completion token t of sequence i (METHOD.md section 5):
+
+    ratio  = exp(logp - old_logp)
+    pg     = -min(ratio * A_i, clip(ratio, 1 - eps, 1 + eps) * A_i)
+    kl_k3  = exp(ref_logp - logp) - (ref_logp - logp) - 1        (>= 0, unbiased for KL)
+    loss_t = pg + beta_kl * kl_k3
+
+averaged over the tokens of each sequence, then over sequences ("token mean, then sequence
+mean"), so a long completion weighs no more than a short one. Both stages (clue self-play
+with role advantages, decision RLVR with group-normalised advantages) use this function;
+they differ only in where the advantages come from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class LossParts:
+    """Per-sequence sums of the loss and its diagnostics (divide by the batch's sequence count)."""
+
+    loss: torch.Tensor  # scalar, differentiable: sum over sequences of the per-sequence token mean
+    kl: float  # sum over sequences of mean token k3
+    clipped: float  # sum over sequences of the clipped-token share
+    tokens: int
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(logits / T)[token], computed without materialising the full log-softmax.
+
+    logits: [B, T, V]; tokens: [B, T] -> [B, T] float32.
+    """
+    logits = logits.float()
+    if temperature > 0 and temperature != 1.0:
+        logits = logits / temperature
+    picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Entropy of softmax(logits / T) at each position: [B, T, V] -> [B, T]."""
+    logits = logits.float()
+    if temperature > 0 and temperature != 1.0:
+        logits = logits / temperature
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Schulman's k3 estimator of KL(pi || ref) per token: exp(d) - d - 1 with d = ref - logp."""
+    delta = ref_logp - logp
+    return torch.exp(delta) - delta - 1.0
+
+
+def clipped_pg_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps: float,
+    ref_logp: torch.Tensor | None = None,
+    kl_beta: float = 0.0,
+) -> LossParts:
+    """Clipped-ratio policy gradient plus k3 KL, token mean then summed over sequences.
+
+    logp, old_logp, ref_logp, mask: [B, T] (mask 1 on completion tokens); advantages: [B].
+    Returns sums over the B sequences so micro-batches can be accumulated exactly: the
+    caller divides by the total number of sequences in the optimizer step.
+    """
+    mask = mask.to(logp.dtype)
+    adv = advantages.to(logp.dtype).unsqueeze(-1)
+    ratio = torch.exp(logp - old_logp)
+    clipped_ratio = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    per_token = -torch.minimum(ratio * adv, clipped_ratio * adv)
+    kl = torch.zeros_like(logp)
+    if ref_logp is not None and kl_beta > 0:
+        kl = k3_kl(logp, ref_logp)
+        per_token = per_token + kl_beta * kl
+    lengths = mask.sum(-1).clamp(min=1.0)
+    per_seq = (per_token * mask).sum(-1) / lengths
+    with torch.no_grad():
+        was_clipped = ((ratio - clipped_ratio).abs() > 0).to(logp.dtype)
+        kl_seq = (kl * mask).sum(-1) / lengths
+        clip_seq = (was_clipped * mask).sum(-1) / lengths
+    return LossParts(
+        loss=per_seq.sum(),
+        kl=float(kl_seq.sum()),
+        clipped=float(clip_seq.sum()),
+        tokens=int(mask.sum()),
+    )

@@ -1,0 +1,204 @@
+"""The policy update: one optimizer step per slice of an iteration's active-stage samples.
+
+For each micro-batch: one forward over prompt + completion (with images) gives the token
+log-probs; a no-grad forward of the frozen reference gives the KL anchor; `clipped_pg_loss`
+(loss.py, the only place the objective is written) turns them into a loss whose gradients
+accumulate across micro-batches. Then grad clip, AdamW, cosine-with-warmup schedule.
+Only samples of the active stage are trained; the caller passes the stage and samples of
+the other stage are dropped here, so a loss-mask bug like the released code's (decision
+samples trained in clue steps) cannot happen.
+
+Runs under `accelerate` (backward, clipping and device placement go through it), so the
+same code can be launched on several processes.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+
+import torch
+
+from visionzero.models.loading import LoadedModel
+from visionzero.settings.schema import TrainSettings
+from visionzero.train.batch import collate, completion_logits
+from visionzero.train.loss import clipped_pg_loss, token_entropy, token_logprobs
+from visionzero.train.samples import Stage, TrainSample
+
+
+@dataclass
+class UpdateMetrics:
+    stage: str
+    samples: int
+    tokens: int
+    loss: float
+    kl: float
+    clip_frac: float
+    entropy: float
+    grad_norm: float
+    lr: float
+    completion_len: float
+    seconds: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self, prefix: str = "update/") -> dict[str, float]:
+        data = {k: v for k, v in self.__dict__.items() if k != "stage"}
+        data["tokens_per_s"] = self.tokens_per_s
+        return {f"{prefix}{k}": float(v) for k, v in data.items()}
+
+
+def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
+    """LR multiplier: linear warm-up to 1 over `warmup` steps, then cosine decay to 0."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class PolicyTrainer:
+    """Owns the trainable policy, the frozen reference, the optimizer and the schedule."""
+
+    def __init__(self, loaded: LoadedModel, train: TrainSettings, accelerator=None, reference=None):
+        """`reference`: the frozen starting model for the KL term (default: a copy of `loaded`)."""
+        from accelerate import Accelerator
+
+        self.loaded = loaded
+        self.settings = train
+        device = next(loaded.model.parameters()).device
+        self.accelerator = accelerator or Accelerator(cpu=device.type == "cpu")
+        model = loaded.model
+        if train.lora.enabled:
+            from peft import LoraConfig, get_peft_model
+
+            lora = train.lora
+            model = get_peft_model(
+                model,
+                LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules),
+            )
+        use_ckpt = train.gradient_checkpointing == "on" or (train.gradient_checkpointing == "auto" and device.type == "cuda")
+        if use_ckpt:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # The reference is the starting policy. With LoRA it is the same network with the
+        # adapters switched off (no second copy in memory); without, a frozen deep copy.
+        self.ref_model = None
+        if train.kl_beta > 0 and not train.lora.enabled:
+            ref = reference if reference is not None else copy.deepcopy(loaded.model)
+            self.ref_model = ref.eval().requires_grad_(False)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
+        total = train.iterations * train.steps_per_iteration
+        warmup = int(round(train.warmup_ratio * total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_with_warmup(s, total, warmup))
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.model.train()
+        self.pad_id = loaded.tokenizer.pad_token_id
+
+    @property
+    def device(self):
+        return self.accelerator.device
+
+    def _ref_context(self):
+        if self.settings.lora.enabled:
+            return self.accelerator.unwrap_model(self.model).disable_adapter()
+        return nullcontext()
+
+    def _ref_logprobs(self, batch) -> torch.Tensor | None:
+        if self.settings.kl_beta <= 0:
+            return None
+        with torch.no_grad(), self._ref_context():
+            ref = self.ref_model if self.ref_model is not None else self.model
+            return token_logprobs(completion_logits(ref, batch), batch.completion_ids, batch.temperature)
+
+    def _micro_batches(self, samples: Sequence[TrainSample]) -> list[list[TrainSample]]:
+        """Group by temperature (one T per forward), then chunk by micro_batch_size."""
+        size = self.settings.micro_batch_size
+        groups: dict[float, list[TrainSample]] = {}
+        for s in samples:
+            groups.setdefault(s.temperature, []).append(s)
+        return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+    def step(self, samples: Sequence[TrainSample], stage: Stage) -> UpdateMetrics:
+        """Train on the `stage` samples (the others are ignored) with `steps_per_iteration` steps."""
+        start = time.perf_counter()
+        active = [s for s in samples if s.stage == stage]
+        n_steps = min(self.settings.steps_per_iteration, max(1, len(active)))
+        if n_steps > 1:
+            # Later steps see a policy that already moved: their ratios need the log-probs
+            # of the policy that sampled, so record them before the first step.
+            active = self._with_behaviour_logprobs(active)
+        slices = [active[i::n_steps] for i in range(n_steps)]
+        totals = dict(loss=0.0, kl=0.0, clipped=0.0, entropy=0.0, grad_norm=0.0)
+        tokens = 0
+        for part in slices:
+            self.optimizer.zero_grad(set_to_none=True)
+            for micro in self._micro_batches(part):
+                parts, entropy = self._accumulate(micro, n_total=len(part))
+                totals["loss"] += float(parts.loss.detach()) / len(active)
+                totals["kl"] += parts.kl / len(active)
+                totals["clipped"] += parts.clipped / len(active)
+                totals["entropy"] += entropy / len(active)
+                tokens += parts.tokens
+            if part:
+                norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+                totals["grad_norm"] += float(norm) / n_steps
+            self.optimizer.step()
+            self.scheduler.step()
+        return UpdateMetrics(
+            stage=stage,
+            samples=len(active),
+            tokens=tokens,
+            loss=totals["loss"],
+            kl=totals["kl"],
+            clip_frac=totals["clipped"],
+            entropy=totals["entropy"],
+            grad_norm=totals["grad_norm"],
+            lr=self.scheduler.get_last_lr()[0],
+            completion_len=tokens / max(1, len(active)),
+            seconds=time.perf_counter() - start,
+        )
+
+    def _accumulate(self, micro: Sequence[TrainSample], n_total: int):
+        batch = collate(micro, self.loaded.processor, self.pad_id, self.device)
+        logits = completion_logits(self.model, batch)
+        logp = token_logprobs(logits, batch.completion_ids, batch.temperature)
+        old = self._old_logprobs(micro, logp)
+        parts = clipped_pg_loss(
+            logp, old, batch.advantages, batch.completion_mask, self.settings.clip_eps,
+            ref_logp=self._ref_logprobs(batch), kl_beta=self.settings.kl_beta,
+        )
+        # Dividing by the step's sequence count makes the accumulated gradient the gradient
+        # of the sequence mean, whatever the micro-batch size.
+        self.accelerator.backward(parts.loss / n_total)
+        with torch.no_grad():
+            ent = token_entropy(logits.detach(), batch.temperature)
+            mask = batch.completion_mask.float()
+            entropy = float(((ent * mask).sum(-1) / mask.sum(-1).clamp(min=1)).sum())
+        return parts, entropy
+
+    @torch.no_grad()
+    def _with_behaviour_logprobs(self, samples: list[TrainSample]) -> list[TrainSample]:
+        missing = [s for s in samples if s.old_logprobs is None]
+        done: dict[int, list[float]] = {}
+        for micro in self._micro_batches(missing):
+            batch = collate(micro, self.loaded.processor, self.pad_id, self.device)
+            logp = token_logprobs(completion_logits(self.model, batch), batch.completion_ids, batch.temperature)
+            for row, s in enumerate(micro):
+                done[id(s)] = logp[row, : len(s.completion_ids)].tolist()
+        return [s if s.old_logprobs is not None else replace(s, old_logprobs=done[id(s)]) for s in samples]
+
+    @staticmethod
+    def _old_logprobs(micro: Sequence[TrainSample], logp: torch.Tensor) -> torch.Tensor:
+        """Behaviour log-probs when the sampler recorded them, else the current ones (ratio 1)."""
+        old = logp.detach().clone()
+        for row, s in enumerate(micro):
+            if s.old_logprobs is not None:
+                n = min(len(s.old_logprobs), old.shape[1])
+                old[row, :n] = torch.tensor(s.old_logprobs[:n], dtype=old.dtype, device=old.device)
+        return old
