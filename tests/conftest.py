@@ -21,6 +21,11 @@ os.environ.update(
     DVC_SITE_CACHE_DIR=str(_STATE / "dvc-site-cache"),
     PREFECT_HOME=str(_STATE / "prefect"),
     PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+    # One thread: the tiny model's ops are too small to gain from more, and a second busy
+    # process (Prefect's server, a DVC stage) makes OpenMP threads spin-wait.
+    OMP_NUM_THREADS="1",
+    MKL_NUM_THREADS="1",
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +47,7 @@ def tiny_settings(model_cache):
     """Default settings, with the tiny model cached under the session's tmp dir."""
     from visionzero.settings import load_settings
 
-    return load_settings(None, [f"model.cache_dir={model_cache}", "runtime.device=cpu"])
+    return load_settings(None, [f"model.cache_dir={model_cache}", "runtime.device=cpu", "runtime.threads=1"])
 
 
 @pytest.fixture(scope="session")

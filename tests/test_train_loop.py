@@ -57,6 +57,7 @@ def test_resume_continues_exactly(tiny_settings, tmp_path):
     assert all(m["update/samples"] > 0 for m in straight)
     assert _comparable(straight) == _comparable(resumed)
     assert sorted(p.name for p in (tmp_path / "resumed/checkpoints").iterdir()) == ["iter-000003", "iter-000004", "latest"]
+    assert (tmp_path / "straight/iterations/iter-000004/games.jsonl").exists()
 
 
 def test_rl_learns_a_verifiable_target(tiny_settings, tmp_path):
@@ -90,3 +91,19 @@ def test_rl_learns_a_verifiable_target(tiny_settings, tmp_path):
         trainer.step(samples, "decision")
     start, end = sum(curve[:5]) / 5, sum(curve[-5:]) / 5
     assert end > start + 0.3, f"reward {start:.2f} -> {end:.2f}"
+
+
+def test_changed_settings_refuse_resume_or_restart(tiny_settings, tmp_path):
+    from visionzero.train.loop import ResumeMismatch, settings_changes
+
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", *SMALL, "train.iterations=1"])
+    pool = simple_pairs(tmp_path / "pairs", 3)
+    _run(s, tmp_path / "run", pool, 1)
+    longer = s.model_copy(update={"train": s.train.model_copy(update={"iterations": 2})})
+    assert IterativeSPO(longer, tmp_path / "run", pool).iteration == 1  # more iterations: resume
+    other = s.model_copy(update={"train": s.train.model_copy(update={"lr": 5e-4})})
+    with pytest.raises(ResumeMismatch, match="train.lr"):
+        IterativeSPO(other, tmp_path / "run", pool)
+    fresh = IterativeSPO(other, tmp_path / "run", pool, restart_on_change=True)
+    assert fresh.iteration == 0 and not (tmp_path / "run/checkpoints").exists()
+    assert settings_changes({"train": {"lr": 1, "iterations": 3}}, {"train": {"lr": 1, "iterations": 9}}) == []

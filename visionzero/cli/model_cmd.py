@@ -19,6 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--out", metavar="DIR", help="build into DIR (overwritten) instead of the cache")
     build.set_defaults(func=_build_tiny)
 
+    prep = actions.add_parser("prepare", help="make the base model available in model.cache_dir (tiny: build it)")
+    add_settings_args(prep)
+    prep.set_defaults(func=_prepare)
+
     info = actions.add_parser("info", help="load a model and print its family, size, device and dtype")
     add_settings_args(info)
     info.add_argument("--spec", help="'tiny', a local directory or a hub id (default: model.spec)")
@@ -48,6 +52,24 @@ def _build_tiny(args: argparse.Namespace) -> int:
     weights = Path(path) / "model.safetensors"
     print(f"tiny model: {path}")
     print(f"model.safetensors sha256 {_sha256(weights)} ({weights.stat().st_size / 1e6:.2f} MB, {time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    """tiny: build it; otherwise record which model the run starts from (DVC tracks the record)."""
+    import json
+
+    settings = settings_from_args(args)
+    if settings.model.spec == "tiny":
+        return _build_tiny(argparse.Namespace(**{**vars(args), "out": None}))
+    folder = Path(settings.model.cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"spec": settings.model.spec, "local": Path(settings.model.spec).is_dir()}
+    if record["local"]:
+        config = Path(settings.model.spec) / "config.json"
+        record["config_sha256"] = _sha256(config) if config.exists() else None
+    (folder / "base_model.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    print(f"base model: {settings.model.spec} (recorded in {folder / 'base_model.json'})")
     return 0
 
 

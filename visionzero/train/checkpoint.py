@@ -112,3 +112,8 @@ def load_training_state(path: Path) -> tuple[dict, dict, dict, dict]:
     kind, keys, pos, has_gauss, cached = rng["numpy"]
     rng["numpy"] = (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
     return state, optimizer, scheduler, rng
+
+
+def latest_is(root: Path, iteration: int) -> bool:
+    path = latest_checkpoint(root)
+    return path is not None and path.name == checkpoint_name(iteration)

@@ -17,25 +17,27 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from visionzero.game import write_records
+from visionzero.game import read_records, write_records
 from visionzero.models.loading import load_model
 from visionzero.rl.advantages import RaeState
 from visionzero.rl.controller import PhaseController, PhaseState
 from visionzero.rollout.engine import GameEngine, derive_seed, setup_games
 from visionzero.rollout.hf_backend import HFPolicy
-from visionzero.settings import Settings, settings_dict
+from visionzero.settings import Settings, flatten, settings_dict
 from visionzero.train.checkpoint import (
     latest_checkpoint,
+    latest_is,
     load_training_state,
     save_checkpoint,
     set_rng_state,
 )
-from visionzero.train.samples import score_games, training_samples
+from visionzero.train.samples import ScoredGames, score_games, training_samples
 from visionzero.train.update import PolicyTrainer
 
 log = logging.getLogger("visionzero.train")
@@ -66,12 +68,40 @@ def pair_pool(dataset_dirs: Sequence[str | Path], split: str = "train") -> list[
     return pool
 
 
+# Settings that may change between a checkpoint and its resume without changing what the
+# run computes (how long, how often to save, where to log, how to evaluate).
+RESUMABLE_CHANGES = (
+    "train.iterations", "train.checkpoint_every", "train.keep_checkpoints", "tracking.", "registry.",
+    "eval.", "rollout.micro_batch_size", "runtime.threads", "runtime.workdir", "model.cache_dir",
+)  # fmt: skip
+
+
+class ResumeMismatch(ValueError):
+    """The run folder holds checkpoints of a run with different settings."""
+
+
+def settings_changes(saved: dict, current: dict) -> list[str]:
+    """Flattened keys whose values differ, ignoring the ones a resume may change."""
+    a, b = flatten(saved), flatten(current)
+    return sorted(
+        k for k in set(a) | set(b)
+        if a.get(k) != b.get(k) and not any(k == p or (p.endswith(".") and k.startswith(p)) for p in RESUMABLE_CHANGES)
+    )  # fmt: skip
+
+
 class IterativeSPO:
     """Owns the policy, its optimizer, the controller and the RAE baselines of one run."""
 
-    def __init__(self, settings: Settings, run_dir: str | Path, pool: Sequence[PairRef]):
+    def __init__(self, settings: Settings, run_dir: str | Path, pool: Sequence[PairRef], restart_on_change: bool = False):
+        """Start a run in `run_dir`, or resume it from its newest checkpoint.
+
+        A checkpoint made with different settings (other than RESUMABLE_CHANGES) raises
+        ResumeMismatch, or, with `restart_on_change`, is discarded and the run starts over
+        (what `dvc repro` / `dvc exp run -S` need: new params mean a new run).
+        """
         self.settings = settings
         self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ckpt_root = self.run_dir / "checkpoints"
         self.pool = list(pool)
         random.Random(derive_seed(settings.runtime.seed, "pool")).shuffle(self.pool)
@@ -81,6 +111,21 @@ class IterativeSPO:
         self.controller = PhaseController(settings.train.phase)
 
         resume_from = latest_checkpoint(self.ckpt_root)
+        if resume_from is not None:
+            saved = json.loads((resume_from / "state.json").read_text())["settings"]
+            changed = settings_changes(saved, settings_dict(settings))
+            if changed and not restart_on_change:
+                more = f" (+{len(changed) - 3} more)" if len(changed) > 3 else ""
+                raise ResumeMismatch(
+                    f"{self.run_dir} holds a run with other settings ({', '.join(changed[:3])}{more}); "
+                    "use a new run folder or restart"
+                )
+            if changed:
+                log.info("settings changed (%s): starting %s over", ", ".join(changed[:3]), self.run_dir)
+                for sub in ("checkpoints", "iterations"):
+                    shutil.rmtree(self.run_dir / sub, ignore_errors=True)
+                (self.run_dir / METRICS).unlink(missing_ok=True)
+                resume_from = None
         base = load_model(settings.model, settings.runtime)
         self.base_spec = base.path
         if resume_from is None:
@@ -116,6 +161,12 @@ class IterativeSPO:
         _truncate_metrics(self.run_dir / METRICS, self.iteration)
         log.info("resumed from %s at iteration %d", path, self.iteration)
 
+    def checkpoint_now(self) -> Path:
+        """The checkpoint of the current policy: the newest one if it is current, else a new one."""
+        if latest_is(self.ckpt_root, self.iteration):
+            return latest_checkpoint(self.ckpt_root)
+        return self.save()
+
     def save(self) -> Path:
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         return save_checkpoint(
@@ -128,29 +179,50 @@ class IterativeSPO:
         n = self.settings.train.games_per_iteration
         return [self.pool[(self.data_position + i) % len(self.pool)] for i in range(n)]
 
-    def run_iteration(self, games_path: Path | None = None) -> dict:
-        """Play, score, update the active stage, step the controller; return the metrics."""
+    def iteration_dir(self, iteration: int | None = None) -> Path:
+        """Where iteration t (default: the next one) keeps its games and scores."""
+        t = self.iteration + 1 if iteration is None else iteration
+        return self.run_dir / "iterations" / f"iter-{t:06d}"
+
+    def play(self) -> Path:
+        """Self-play rollout of the next iteration; returns the game records file."""
         s = self.settings
-        t0 = time.perf_counter()
-        stage = self.controller.stage
+        start = time.perf_counter()
         games = setup_games(self.next_pairs(), s.game, s.runtime.seed, first_index=self.data_position)
         self.trainer.model.eval()
-        rollout = GameEngine(self.policy, s.game).play(games, seed=derive_seed(s.runtime.seed, "iteration", self.iteration))
-        if games_path is not None:
-            write_records(games_path, games)
-        t1 = time.perf_counter()
-        scored = score_games(games, s.rewards, self.rae)
+        seed = derive_seed(s.runtime.seed, "iteration", self.iteration)
+        stats = GameEngine(self.policy, s.game).play(games, seed=seed)
+        folder = self.iteration_dir()
+        path = write_records(folder / "games.jsonl", games)
+        timing = {**stats.as_dict(), "time/rollout_s": time.perf_counter() - start}
+        (folder / "rollout.json").write_text(json.dumps(timing, sort_keys=True))
+        return path
+
+    def score(self, games_path: Path) -> Path:
+        """Verify role rewards of played games (pure); returns the scores file."""
+        start = time.perf_counter()
+        scored = score_games(read_records(games_path), self.settings.rewards, self.rae)
         if scored.warning:
             log.warning(scored.warning)
-        samples = training_samples(games, scored, stage)
-        t2 = time.perf_counter()
+        data = {**scored.to_dict(), "seconds": time.perf_counter() - start}
+        path = Path(games_path).with_name("scores.json")
+        path.write_text(json.dumps(data, sort_keys=True))
+        return path
+
+    def update(self, games_path: Path, scores_path: Path) -> dict:
+        """Train the active stage on scored games, step the controller, checkpoint; metrics."""
+        start = time.perf_counter()
+        games = read_records(games_path)
+        raw = json.loads(Path(scores_path).read_text())
+        scored = ScoredGames.from_dict(raw)
+        stage = self.controller.stage
         self.trainer.model.train()
-        update = self.trainer.step(samples, stage)
-        t3 = time.perf_counter()
+        update = self.trainer.step(training_samples(games, scored, stage), stage)
         self.rae = scored.rae
         switch = self.controller.update(scored.stats["vote_accuracy"], scored.stats["na_rate"])
         self.iteration += 1
         self.data_position += len(games)
+        rollout = json.loads(Path(games_path).with_name("rollout.json").read_text())
         metrics = {
             "iteration": self.iteration,
             "stage": stage,
@@ -158,31 +230,37 @@ class IterativeSPO:
             "switched": switch is not None,
             **{f"game/{k}": v for k, v in scored.stats.items()},
             **update.as_dict(),
-            **rollout.as_dict(),
+            **rollout,
             "controller/acc_ema": self.controller.state.acc_ema,
             "controller/na_ema": self.controller.state.na_ema,
-            "time/rollout_s": t1 - t0,
-            "time/score_s": t2 - t1,
-            "time/update_s": t3 - t2,
-            "time/iteration_s": time.perf_counter() - t0,
+            "time/score_s": raw["seconds"],
+            "time/update_s": time.perf_counter() - start,
         }
+        metrics["time/iteration_s"] = metrics["time/rollout_s"] + metrics["time/score_s"] + metrics["time/update_s"]
         if switch is not None:
-            log.info("stage switch at iteration %d: %s -> %s (%s)", self.iteration, switch.from_stage, switch.to_stage, switch.reason)
+            log.info("stage switch after iteration %d: %s -> %s (%s)", self.iteration, switch.from_stage, switch.to_stage, switch.reason)
             metrics["switch_reason"] = switch.reason
         with (self.run_dir / METRICS).open("a") as fh:
             fh.write(json.dumps(metrics, sort_keys=True) + "\n")
+        every = self.settings.train.checkpoint_every
+        if self.iteration % every == 0 or self.iteration >= self.settings.train.iterations:
+            self.save()
         return metrics
+
+    def run_iteration(self) -> dict:
+        """play -> score -> update: one whole Iterative-SPO iteration."""
+        games = self.play()
+        return self.update(games, self.score(games))
 
     def train(self, iterations: int | None = None, on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
         """Run until `iterations` (default train.iterations) are done; checkpoint as configured."""
         target = iterations if iterations is not None else self.settings.train.iterations
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         history = []
         while self.iteration < target:
-            metrics = self.run_iteration(self.run_dir / "games" / f"iter-{self.iteration + 1:06d}.jsonl")
+            metrics = self.run_iteration()
+            if self.iteration == target and not latest_is(self.ckpt_root, self.iteration):
+                self.save()  # always end on a checkpoint, even when stopping early
             history.append(metrics)
-            if self.iteration % self.settings.train.checkpoint_every == 0 or self.iteration == target:
-                self.save()
             if on_iteration:
                 on_iteration(metrics)
         return history

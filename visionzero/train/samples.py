@@ -42,6 +42,20 @@ class ScoredGames:
     stats: dict[str, float]
     warning: str | None  # the N/A-trap warning, when the N/A rate is high
 
+    def to_dict(self) -> dict:
+        return {
+            "rewards": [r._asdict() for r in self.rewards],
+            "clue_advantages": self.clue_advantages,
+            "rae": self.rae.to_dict(),
+            "stats": self.stats,
+            "warning": self.warning,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ScoredGames":
+        rewards = [GameRewards(**{k: tuple(v) for k, v in r.items()}) for r in data["rewards"]]
+        return cls(rewards, data["clue_advantages"], RaeState.from_dict(data["rae"]), data["stats"], data["warning"])
+
 
 def _votes(game: Game) -> list[Vote]:
     return [Vote(v.kind, v.seat, v.format_ok) for v in game.votes]

@@ -1,0 +1,30 @@
+"""Pairs flow: generate the image-pair pool of every configured domain (cached)."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.layout import pairs_dir
+from tasks.pairs import generate_pairs, manifest_ready
+from tasks.session import settings_of
+
+
+@flow(name="vision-zero-pairs")
+def pairs_flow(params: str = "params.yaml", overrides: list[str] | None = None) -> list[str]:
+    """One generate-pairs task per domain in pairs.domains; a re-run with the same params and
+    code is a cache hit (skipped), unless the folder's manifest was deleted."""
+    overrides = list(overrides or [])
+    s = settings_of(params, overrides)
+    folders = []
+    for domain in s.pairs.domains:
+        out = pairs_dir(s, domain)
+        task = generate_pairs.with_options(refresh_cache=not manifest_ready(out))
+        folders.append(task(params, overrides, domain, out))
+    return folders
+
+
+if __name__ == "__main__":
+    from flows.cli import parse
+
+    args = parse(__doc__)
+    print("\n".join(pairs_flow(args.params, args.overrides)))

@@ -1,0 +1,64 @@
+"""The full Vision-Zero pipeline as one Prefect flow (the README's main job).
+
+    generate-pairs (per domain, cached)
+      -> training: per iteration self-play-rollout -> verify-role-rewards
+                   -> grpo-update | rlvr-update -> log-metrics (+ evaluate, game-viewer)
+      -> evaluate (newest checkpoint vs the frozen base)
+      -> register-model (alias challenger) -> promote-model (gate on registry.metric)
+
+Run: `python -m flows.pipeline [--params params.yaml] [--set key=value ...]`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from flows.evaluate import evaluate_flow
+from flows.pairs import pairs_flow
+from flows.promote import promote_flow
+from flows.train import train_flow
+from tasks.session import settings_of
+
+
+@flow(name="vision-zero-pipeline")
+def pipeline_flow(params: str = "params.yaml", overrides: list[str] | None = None) -> dict:
+    overrides = list(overrides or [])
+    pairs = pairs_flow(params, overrides)
+    trained = train_flow(params, overrides)
+    results = evaluate_flow(params, overrides)
+    decision = promote_flow(params, overrides)
+    s = settings_of(params, overrides)
+    pages = sorted(Path(trained["run_dir"]).glob("iterations/*/games.html"))
+    return {
+        "pairs": pairs,
+        "mlflow_uri": s.tracking.uri,
+        "mlflow_experiment": s.tracking.experiment,
+        "mlflow_run_id": trained["run_id"],
+        "checkpoint": trained["checkpoint"],
+        "metric": {s.registry.metric: results.get(s.registry.metric)},
+        "registered_model": s.registry.model_name,
+        "version": decision["version"],
+        "aliases": [s.registry.challenger_alias] + ([s.registry.champion_alias] if decision["promoted"] else []),
+        "promotion": decision["reason"],
+        "game_viewer": str(pages[-1]) if pages else None,
+    }
+
+
+def print_summary(out: dict) -> None:
+    print("\nvision-zero pipeline finished")
+    print(f"  MLflow run     : {out['mlflow_run_id']} (experiment {out['mlflow_experiment']!r} at {out['mlflow_uri']})")
+    print(f"                   browse: mlflow ui --backend-store-uri {out['mlflow_uri']}")
+    print(f"  registered     : {out['registered_model']} version {out['version']}, aliases {', '.join(out['aliases'])}")
+    print(f"  promotion      : {out['promotion']}")
+    print(f"  evaluation     : {out['metric']}")
+    print(f"  checkpoint     : {out['checkpoint']}")
+    print(f"  game viewer    : {out['game_viewer']}")
+
+
+if __name__ == "__main__":
+    from flows.cli import parse
+
+    args = parse(__doc__)
+    print_summary(pipeline_flow(args.params, args.overrides))

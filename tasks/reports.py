@@ -1,0 +1,24 @@
+"""Report tasks: game viewer pages and run curves (files the tracking tasks then attach)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from visionzero.game import read_records
+from visionzero.game.viewer import write_viewer
+from visionzero.train.report import plot_curves, write_curves, write_summary
+
+
+@task(name="game-viewer")
+def game_viewer(games: str, title: str) -> str:
+    """One self-contained HTML page of the games in a records file."""
+    path = Path(games).with_name("games.html")
+    return str(write_viewer(path, read_records(games), title=title))
+
+
+@task(name="training-report")
+def training_report(run_dir: str) -> list[str]:
+    """curves.csv (DVC plots), summary.json (DVC metrics), curves.png (MLflow artifact)."""
+    return [str(write_curves(run_dir)), str(write_summary(run_dir)), str(plot_curves(run_dir))]

@@ -1,0 +1,45 @@
+"""MLflow tasks: start/resume the run, log metrics and artifacts (retried: they talk to a server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from prefect import task
+
+from tasks.session import settings_of
+from visionzero.tracking.mlflow_run import RunTracker
+from visionzero.tracking.provenance import dvc_hashes, git_commit
+
+_TRACKERS: dict[str, RunTracker] = {}
+
+
+def tracker(params: str, overrides: Sequence[str], run_dir: str) -> RunTracker:
+    key = str(Path(run_dir).resolve())
+    if key not in _TRACKERS:
+        _TRACKERS[key] = RunTracker(settings_of(params, overrides).tracking, run_dir)
+    return _TRACKERS[key]
+
+
+@task(name="start-mlflow-run", retries=2, retry_delay_seconds=[2, 10])
+def start_run(params: str, overrides: Sequence[str], run_dir: str, run_name: str) -> str | None:
+    """Create (or resume) the training run; params = flattened settings, tags = provenance."""
+    settings = settings_of(params, overrides)
+    tags = {**git_commit(), **dvc_hashes(), "run_dir": str(Path(run_dir).resolve()), "model.spec": settings.model.spec}
+    return tracker(params, overrides, run_dir).start(run_name, settings, tags)
+
+
+@task(name="log-metrics", retries=2, retry_delay_seconds=[1, 5])
+def log_metrics(params: str, overrides: Sequence[str], run_dir: str, metrics: dict, step: int) -> None:
+    tracker(params, overrides, run_dir).log_metrics(metrics, step)
+
+
+@task(name="log-artifacts", retries=2, retry_delay_seconds=[1, 5])
+def log_artifacts(params: str, overrides: Sequence[str], run_dir: str, paths: list[str], artifact_path: str | None = None) -> None:
+    tracker(params, overrides, run_dir).log_artifacts(paths, artifact_path)
+
+
+def end_run(params: str, overrides: Sequence[str], run_dir: str, status: str = "FINISHED") -> str | None:
+    t = tracker(params, overrides, run_dir)
+    t.end(status)
+    return t.run_id
