@@ -19,7 +19,14 @@ from prefect.logging import get_run_logger
 from flows import layout
 from tasks.evaluate import evaluate_checkpoint
 from tasks.reports import game_viewer, training_report
-from tasks.selfplay import grpo_update, next_stage, progress, rlvr_update, self_play_rollout, verify_role_rewards
+from tasks.selfplay import (
+    grpo_update,
+    next_stage,
+    progress,
+    rlvr_update,
+    self_play_rollout,
+    verify_role_rewards,
+)
 from tasks.session import session, settings_of
 from tasks.tracking import end_run, log_artifacts, log_metrics, start_run
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from prefect import task
 from prefect.logging import get_run_logger
@@ -44,7 +44,8 @@ def manifest_ready(out_dir: str | Path) -> bool:
 @task(name="generate-pairs", cache_key_fn=pairs_cache_key, persist_result=True, retries=2, retry_delay_seconds=[2, 10])
 def generate_pairs(params: str, overrides: Sequence[str], domain: str, out_dir: str) -> str:
     """Generate n_train + n_eval pairs of `domain` into `out_dir`; returns the folder."""
-    from visionzero.pairs import generate_pairs as generate, make_contact_sheet
+    from visionzero.pairs import generate_pairs as generate
+    from visionzero.pairs import make_contact_sheet
 
     s = settings_of(params, overrides)
     report = generate(

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from prefect import task
 
+from visionzero.eval.results import read_curve
 from visionzero.game import read_records
 from visionzero.game.viewer import write_viewer
-from visionzero.train.report import plot_curves, write_curves, write_summary
+from visionzero.train.report import plot_curves, write_curves, write_rows_csv, write_summary
 
 
 @task(name="game-viewer")
@@ -20,5 +21,6 @@ def game_viewer(games: str, title: str) -> str:
 
 @task(name="training-report")
 def training_report(run_dir: str) -> list[str]:
-    """curves.csv (DVC plots), summary.json (DVC metrics), curves.png (MLflow artifact)."""
-    return [str(write_curves(run_dir)), str(write_summary(run_dir)), str(plot_curves(run_dir))]
+    """curves.csv and eval/curve.csv (DVC plots), summary.json (DVC metrics), curves.png (MLflow)."""
+    evals = write_rows_csv(read_curve(Path(run_dir) / "eval" / "curve.jsonl"), Path(run_dir) / "eval" / "curve.csv")
+    return [str(write_curves(run_dir)), str(evals), str(write_summary(run_dir)), str(plot_curves(run_dir))]

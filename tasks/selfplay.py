@@ -5,7 +5,7 @@ self-play-rollout -> verify-role-rewards -> grpo-update (clue stage) | rlvr-upda
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from prefect import task
 

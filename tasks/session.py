@@ -8,8 +8,8 @@ while a 7B model is not re-read from disk three times per iteration.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from visionzero.settings import Settings, load_settings, settings_hash
 from visionzero.train.loop import IterativeSPO, pair_pool

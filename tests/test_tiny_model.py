@@ -128,3 +128,17 @@ def test_cli_generate(tiny_settings, red_png, capsys):
     with pytest.raises(SystemExit) as info:
         main(["model", "generate", "--image", "/no/such.png", "--set", f"model.cache_dir={cache}"])
     assert info.value.code == 2
+
+
+def test_shared_prefix_sampling_equals_separate_copies(tiny_model, red_png, tmp_path):
+    """The G samples of one prompt fork one KV cache; the tokens match n separate prompts."""
+    blue = tmp_path / "blue.png"
+    Image.new("RGB", (140, 84), (20, 20, 200)).save(blue)
+    chats = [Chat(red_png), Chat(str(blue), "A longer question about the colour of the object on the left?")]
+    policy = HFPolicy(tiny_model)
+    shared = policy.generate(chats, Sampling(10, 0.0, n=3), seed=0)
+    copies = policy.generate([c for c in chats for _ in range(3)], Sampling(10, 0.0, n=1), seed=0)
+    assert [s.token_ids for ss in shared for s in ss] == [c[0].token_ids for c in copies]
+    assert [s.prompt_token_ids for ss in shared for s in ss] == [c[0].prompt_token_ids for c in copies]
+    sampled = policy.generate(chats, Sampling(10, 1.0, n=3), seed=5)
+    assert len({tuple(s.token_ids) for s in sampled[0]}) > 1  # the forks sample independently

@@ -12,7 +12,11 @@ from visionzero.cli.common import run_command
 # Command modules, in the order `--help` lists them.
 COMMANDS = [
     "visionzero.cli.params_cmd",
+    "visionzero.cli.pairs_cmd",
     "visionzero.cli.model_cmd",
+    "visionzero.cli.play_cmd",
+    "visionzero.cli.train_cmd",
+    "visionzero.cli.eval_cmd",
 ]
 
 

@@ -30,7 +30,7 @@ from visionzero.settings.schema import (
 )
 
 # Bump when the builder changes in a way that changes its output for the same settings.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -77,10 +77,44 @@ _SENTENCES = [
 ]
 
 
+def _game_prompts(rng: random.Random) -> list[str]:
+    """The text of real game prompts (every domain, role and stage) with made-up clues.
+
+    Training the tokenizer on them keeps prompts short (few hundred tokens), which is most of
+    the tiny model's cost on CPU: prefill and attention grow with prompt length.
+    """
+    from visionzero.game import (
+        clue_request,
+        clue_turn_order,
+        decision_requests,
+        new_game,
+        record_clue,
+    )
+    from visionzero.game.prompts import DOMAINS
+    from visionzero.settings.schema import GameSettings
+
+    texts = []
+    for domain in DOMAINS:
+        for n_players, rounds, voting in ((3, 1, "observer"), (4, 2, "observer"), (5, 3, "civilians")):
+            settings = GameSettings(n_players=n_players, rounds=rounds, voting=voting)
+            game = new_game("p", domain, "a.png", "b.png", settings, rng.randint(0, 10**6), image_size=(64, 64))
+            for round_, seat in clue_turn_order(settings):
+                texts.extend(_texts(clue_request(game, round_, seat).messages))
+                color, shape = rng.choice(CLEVR_COLORS), rng.choice(CLEVR_SHAPES)
+                record_clue(game, round_, seat, f"I see a {color} {shape}. \\boxed{{There is a {color} {shape}.}}")
+            for request in decision_requests(game):
+                texts.extend(_texts(request.messages))
+    return texts
+
+
+def _texts(messages) -> list[str]:
+    return [p["text"] for m in messages for p in m["content"] if isinstance(p, dict) and p.get("type") == "text"]
+
+
 def tokenizer_corpus(seed: int, lines: int = 4000) -> list[str]:
-    """Synthetic training text for the tokenizer: the game's words in the game's sentences."""
+    """Synthetic training text for the tokenizer: game prompts, the game's words and sentences."""
     rng = random.Random(seed)
-    corpus = [" ".join(_WORDS)]
+    corpus = [" ".join(_WORDS), *_game_prompts(rng)]
     for _ in range(lines):
         corpus.append(
             rng.choice(_SENTENCES).format(

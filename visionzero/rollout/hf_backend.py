@@ -46,15 +46,33 @@ class HFPolicy:
         return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
 
     def generate(self, requests: Sequence[ChatLike], sampling: Sampling, seed: int = 0) -> list[list[Completion]]:
-        flat = [r for r in requests for _ in range(sampling.n)]
-        outputs: list[Completion] = []
-        for start in range(0, len(flat), self.micro_batch_size):
-            chunk = flat[start : start + self.micro_batch_size]
-            outputs.extend(self._generate_chunk(chunk, sampling, seed + start))
-        return [outputs[i * sampling.n : (i + 1) * sampling.n] for i in range(len(requests))]
+        per_call = max(1, self.micro_batch_size // sampling.n)  # bounds sequences per call
+        outputs: list[list[Completion]] = []
+        for start in range(0, len(requests), per_call):
+            outputs.extend(self._generate_chunk(requests[start : start + per_call], sampling, seed + start))
+        return outputs
+
+    def _shared_prefix(self, batch: dict[str, Any], n: int) -> dict[str, Any]:
+        """Encode each prompt ONCE and fork its KV cache n ways (the G votes share a prompt).
+
+        The prompt minus its last token is run through the model; the cache, the 3-D rotary
+        offsets and the text inputs are repeated n times; generate() then continues from the
+        last prompt token. Same tokens as n separate copies, without n-fold prefill (the
+        image encoder and the long observer prompt dominate the vote stage otherwise).
+        """
+        text_keys = ("input_ids", "attention_mask", "mm_token_type_ids")
+        prefix = {k: v[:, :-1] if k in text_keys else v for k, v in batch.items()}
+        model = self.loaded.model
+        cache = model(**prefix, use_cache=True).past_key_values
+        cache.batch_repeat_interleave(n)
+        inner = getattr(model, "model", None)
+        if getattr(inner, "rope_deltas", None) is not None:  # Qwen-VL: per-sequence M-RoPE offsets
+            inner.rope_deltas = inner.rope_deltas.repeat_interleave(n, 0)
+        expanded = {k: batch[k].repeat_interleave(n, 0) for k in text_keys if k in batch}
+        return {**expanded, "past_key_values": cache}
 
     @torch.inference_mode()
-    def _generate_chunk(self, chunk: Sequence[ChatLike], sampling: Sampling, seed: int) -> list[Completion]:
+    def _generate_chunk(self, chunk: Sequence[ChatLike], sampling: Sampling, seed: int) -> list[list[Completion]]:
         batch = self.encode(chunk)
         eot = self.loaded.end_of_turn_id
         pad = self.loaded.tokenizer.pad_token_id
@@ -71,15 +89,16 @@ class HFPolicy:
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         torch.manual_seed(seed)
-        sequences = self.loaded.model.generate(**batch, **kwargs)
+        inputs = self._shared_prefix(batch, sampling.n) if sampling.n > 1 else batch
+        sequences = self.loaded.model.generate(**inputs, **kwargs)
         prompt_len = batch["input_ids"].shape[1]
-        results = []
+        prompts = [ids[mask.bool()].tolist() for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]
+        results: list[list[Completion]] = [[] for _ in chunk]
         for row in range(sequences.shape[0]):
-            prompt_ids = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
             new = sequences[row, prompt_len:].tolist()
             finished = eot in new
             ids = new[: new.index(eot) + 1] if finished else new
             self.generated_tokens += len(ids)
             text = self.loaded.tokenizer.decode(ids, skip_special_tokens=True)
-            results.append(Completion(prompt_ids, ids, text, finished))
+            results[row // sampling.n].append(Completion(prompts[row // sampling.n], ids, text, finished))
         return results

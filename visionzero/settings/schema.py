@@ -41,7 +41,7 @@ class TinyModelSettings(Section):
     """Sizes of the embedded offline Qwen2.5-VL-architecture model (random init)."""
 
     seed: int = Field(0, ge=0, description="Seed of the tokenizer training corpus and the weight init.")
-    vocab_size: int = Field(512, ge=64, le=65536, description="BPE vocabulary size requested from the trainer.")
+    vocab_size: int = Field(2048, ge=300, le=65536, description="BPE vocabulary size requested from the trainer (more merges = shorter prompts).")
     hidden_size: int = Field(128, ge=16, description="Text hidden size (a multiple of 2*num_heads).")
     num_layers: int = Field(3, ge=1, description="Text decoder layers.")
     num_heads: int = Field(4, ge=1, description="Text attention heads.")
@@ -98,6 +98,16 @@ class ClevrSettings(Section):
             raise ValueError("min_objects must be <= max_objects")
         if self.n_edits > self.min_objects:
             raise ValueError("n_edits must be <= min_objects")
+        for name, allowed in (("colors", CLEVR_COLORS), ("shapes", CLEVR_SHAPES),
+                              ("materials", CLEVR_MATERIALS), ("sizes", CLEVR_SIZES)):
+            values = getattr(self, name)
+            unknown = [v for v in values if v not in allowed]
+            if unknown:
+                raise ValueError(f"{name}: unknown {', '.join(unknown)} (known: {', '.join(allowed)})")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name}: repeated entries")
+        if self.edit == "color_and_shape" and len(self.shapes) < 2:
+            raise ValueError("edit color_and_shape needs at least two shapes")
         return self
 
 
@@ -122,8 +132,9 @@ class PhotoSettings(Section):
     source: str | None = Field(None, description="Folder of images or of ready pairs; empty = photos shipped with scikit-image.")
     min_size: int = Field(64, ge=16, description="Smallest accepted side of a source image (pixels).")
     n_edits: int = Field(2, ge=1, le=4, description="Most regions edited per photo (one or two).")
-    edit_kinds: list[Literal["recolor", "remove", "paste", "mirror"]] = Field(
-        default_factory=lambda: ["recolor", "remove", "paste", "mirror"], min_length=1, description="Local edits to pick from."
+    edit_kinds: list[Literal["recolor", "remove", "paste", "swap", "mirror"]] = Field(
+        default_factory=lambda: ["recolor", "remove", "paste", "swap", "mirror"], min_length=1,
+        description="Local edits to pick from (swap exchanges two patches).",
     )
 
 
@@ -246,6 +257,9 @@ class EvalSettings(Section):
     opponent: str = Field("base", description="Frozen opponent for the win rate: 'base' (the starting model) or a model spec.")
     vqa_per_type: int = Field(20, ge=0, description="Verifiable VQA questions per question type.")
     max_new_tokens: int = Field(128, ge=1, description="Longest answer in evaluation.")
+    seed: int = Field(0, ge=0, description="Seed of the evaluation set (spy seats, questions, sampling), apart from runtime.seed so every model meets identical games.")
+    confidence: float = Field(0.95, gt=0.0, lt=1.0, description="Confidence level of the win-rate interval (Wilson score).")
+    vqa_temperature: float = Field(0.0, ge=0.0, le=5.0, description="Sampling temperature of VQA answers; 0 = greedy.")
 
 
 # --------------------------------------------------------------------------- tracking

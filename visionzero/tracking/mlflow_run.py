@@ -16,8 +16,9 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from visionzero.settings import Settings, flatten, settings_dict
 from visionzero.settings.schema import TrackingSettings

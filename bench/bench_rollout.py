@@ -1,0 +1,102 @@
+"""Rollout throughput: the batched game engine vs the official one-at-a-time pattern.
+
+Measured side by side on the same tiny model, the same pairs, the same settings and the
+same token budget (completions of a random model almost always run to max_new_tokens):
+  (a) batched engine: every (round, seat) turn of all B games in one generate call,
+      then all B x G votes in one call;
+  (b) official pattern: one game at a time, one player at a time (the G votes of a game
+      in one call, as the released code samples them);
+  (c) upper bound: plain batched generate over exactly the prompts (a) produced, with no
+      game logic, parsing or recording.
+Goals: (a)/(b) >= 10x at 32 games; (a)/(c) >= 0.8.
+
+    python bench/bench_rollout.py [--games 32] [--json bench/results/rollout.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from common import report, timed  # noqa: I001  (bench/ is run as scripts)
+
+from tests.helpers import simple_pairs
+from visionzero.game import (
+    clue_request,
+    clue_turn_order,
+    decision_requests,
+    record_clue,
+    record_votes,
+)
+from visionzero.models import load_model
+from visionzero.rollout.engine import GameEngine, setup_games
+from visionzero.rollout.hf_backend import HFPolicy
+from visionzero.rollout.types import Sampling
+from visionzero.settings import load_settings
+
+
+def official_pattern(policy, games, settings) -> int:
+    """One game at a time, one player at a time; returns generated tokens."""
+    tokens = 0
+    clue = Sampling.from_settings(settings.clue)
+    for k, game in enumerate(games):
+        for round_, seat in clue_turn_order(settings):
+            ((c,),) = policy.generate([clue_request(game, round_, seat)], clue, seed=k)
+            record_clue(game, round_, seat, c.text)
+            tokens += len(c.token_ids)
+        (request,) = decision_requests(game)
+        (votes,) = policy.generate([request], Sampling.from_settings(settings.decision, n=request.n_samples), seed=k)
+        record_votes(game, [v.text for v in votes])
+        tokens += sum(len(v.token_ids) for v in votes)
+    return tokens
+
+
+class Recorder:
+    """Passes batches through and keeps them, to replay the same prompts in (c)."""
+
+    def __init__(self, inner):
+        self.inner, self.batches = inner, []
+
+    def generate(self, requests, sampling, seed=0):
+        self.batches.append((list(requests), sampling, seed))
+        return self.inner.generate(requests, sampling, seed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--games", type=int, default=32)
+    parser.add_argument("--official-games", type=int, default=8, help="games for (b); its rate is per game")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    s = load_settings(str(Path(__file__).parents[1] / "params.yaml"), ["game.clue.max_new_tokens=24", "game.decision.max_new_tokens=16"])
+    loaded = load_model(s.model, s.runtime)
+    policy = HFPolicy(loaded, micro_batch_size=256)
+    pairs = simple_pairs(Path(tempfile.mkdtemp()), args.games)
+
+    recorder = Recorder(policy)
+    games = setup_games(pairs, s.game, seed=0)
+    stats, t_a = timed(GameEngine(recorder, s.game).play, games, 0)
+
+    def replay():
+        return sum(len(c.token_ids) for reqs, sampling, seed in recorder.batches
+                   for cs in policy.generate(reqs, sampling, seed) for c in cs)  # fmt: skip
+
+    tokens_c, t_c = timed(replay)
+    few = setup_games(pairs[: args.official_games], s.game, seed=0)
+    tokens_b, t_b = timed(official_pattern, policy, few, s.game)
+
+    games_a, games_b = args.games / t_a, args.official_games / t_b
+    report("rollout", {
+        "games (a, c)": args.games, "games (b)": args.official_games,
+        "(a) batched engine games/s": games_a, "(a) tokens/s": stats.generated_tokens / t_a,
+        "(b) one-at-a-time games/s": games_b, "(b) tokens/s": tokens_b / t_b,
+        "(c) plain batched generate tokens/s": tokens_c / t_c,
+        "(a)/(b) games/s": games_a / games_b,
+        "(a)/(c) tokens/s": (stats.generated_tokens / t_a) / (tokens_c / t_c),
+    }, args.json)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

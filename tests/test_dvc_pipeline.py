@@ -1,0 +1,80 @@
+"""`dvc repro` in a temporary git repository: the whole pipeline, then a no-op second repro."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
+
+TINY = {
+    "runtime": {"threads": 1},
+    "pairs": {"n_train": 6, "n_eval": 4, "workers": 1},
+    "game": {"n_players": 3, "rounds": 1, "group_size": 2, "clue": {"max_new_tokens": 6}, "decision": {"max_new_tokens": 6}},
+    "train": {"iterations": 1, "games_per_iteration": 2},
+    "eval": {"games": 2, "vqa_per_type": 1, "max_new_tokens": 6},
+}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        base[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return base
+
+
+def _run(cmd, cwd, env):
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+@pytest.fixture
+def project(tmp_path, repo_root):
+    """A copy of the project's pipeline files in a fresh git + DVC repository."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
+        shutil.copy(repo_root / name, repo / name)
+    for name in ("flows", "tasks", "visionzero"):
+        shutil.copytree(repo_root / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    params = _merge(yaml.safe_load((repo / "params.yaml").read_text()), TINY)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+    }  # fmt: skip
+    _run(["git", "init", "-q"], repo, env)
+    _run([sys.executable, "-m", "dvc", "init", "-q"], repo, env)
+    _run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], repo, env)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "init"], repo, env)
+    return repo, env
+
+
+def test_repro_runs_everything_then_nothing(project):
+    repo, env = project
+    dvc = [sys.executable, "-m", "dvc"]
+    first = _run([*dvc, "repro"], repo, env)
+    for stage in ("base_model", "pairs@clevr", "train", "evaluate", "register"):
+        assert f"Running stage '{stage}'" in first, stage
+    summary = json.loads((repo / "runs/train/summary.json").read_text())
+    assert summary["iteration"] == 1
+    results = json.loads((repo / "runs/eval/results.json").read_text())
+    assert "win_rate" in results
+    assert json.loads((repo / "runs/register/decision.json").read_text())["promoted"] is True
+
+    second = _run([*dvc, "repro"], repo, env)
+    assert "Running stage" not in second and "up to date" in second
+
+    shown = _run([*dvc, "metrics", "show", "--json"], repo, env)
+    assert "win_rate" in shown
+    plots = _run([*dvc, "plots", "show", "--json"], repo, env)
+    assert "curves.csv" in plots

@@ -1,0 +1,70 @@
+"""The Prefect pipeline under prefect_test_harness: two tiny iterations, the named tasks, caching."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
+
+
+def tiny_overrides(tmp_path, model_cache) -> list[str]:
+    return [
+        f"runtime.workdir={tmp_path}/runs", f"model.cache_dir={model_cache}", "runtime.threads=1",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        "pairs.n_train=6", "pairs.n_eval=4", "pairs.image_size=112", "pairs.workers=1",
+        "game.n_players=3", "game.rounds=1", "game.group_size=2",
+        "game.clue.max_new_tokens=6", "game.decision.max_new_tokens=6",
+        "train.iterations=2", "train.games_per_iteration=2", "train.phase.mode=alternate",
+        "eval.every=1", "eval.games=2", "eval.vqa_per_type=1", "eval.max_new_tokens=6", "tracking.viewer_every=1",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _task_names(flow_run_ids=None) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    flt = FlowRunFilter(id=FlowRunFilterId(any_=flow_run_ids)) if flow_run_ids else None
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=flt, limit=200)
+    return [(r.name.rsplit("-", 1)[0], r.state.name if r.state else "") for r in runs]
+
+
+def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_cache, repo_root, monkeypatch):
+    from mlflow import MlflowClient
+
+    from flows.pairs import pairs_flow
+    from flows.pipeline import pipeline_flow
+
+    monkeypatch.chdir(repo_root)  # flows and tasks are imported from the project root
+    overrides = tiny_overrides(tmp_path, model_cache)
+    out = pipeline_flow("params.yaml", overrides)
+
+    names = [n for n, _ in _task_names()]
+    for expected in ("generate-pairs", "self-play-rollout", "verify-role-rewards", "rlvr-update",
+                     "grpo-update", "evaluate", "game-viewer", "log-metrics", "register-model", "promote-model"):  # fmt: skip
+        assert expected in names, expected
+    assert names.count("self-play-rollout") == 2 and names.count("verify-role-rewards") == 2
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert str(client.get_model_version_by_alias("vision-zero", "challenger").version) == out["version"]
+    run = client.get_run(out["mlflow_run_id"])
+    assert run.data.params["train.iterations"] == "2"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "game/vote_accuracy")] == [1, 2]
+    decision = json.loads((tmp_path / "runs/register/decision.json").read_text())
+    assert decision["promoted"] and decision["metric"] == "win_rate"
+    assert out["game_viewer"] and (tmp_path / "runs/train/curves.csv").exists()
+
+    # a re-run with the same params and code is a cache hit: the pairs are not generated again
+    state = pairs_flow("params.yaml", overrides, return_state=True)
+    states = dict(_task_names([state.state_details.flow_run_id]))
+    assert states["generate-pairs"] == "Cached"

@@ -1,0 +1,97 @@
+"""MLflow with a real sqlite store: run logging, registry aliases, the promotion gate, a dead server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+
+from visionzero.settings import load_settings
+from visionzero.tracking.mlflow_run import RunTracker
+from visionzero.tracking.provenance import dvc_hashes, git_commit
+from visionzero.tracking.registry import promotion_gate, register_checkpoint
+
+pytestmark = pytest.mark.pipeline
+
+
+@pytest.fixture
+def store(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    return load_settings(None, [f"tracking.uri={uri}", "registry.margin=0.05"]), uri
+
+
+def _checkpoint(tmp_path, name):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
+def test_run_params_metrics_and_resume(store, tmp_path):
+    from mlflow import MlflowClient
+
+    settings, uri = store
+    tracker = RunTracker(settings.tracking, tmp_path / "run")
+    run_id = tracker.start("test", settings, {"git.commit": "abc"})
+    tracker.log_metrics({"game/vote_accuracy": 0.25, "stage": "clue", "switched": True}, step=1)
+    tracker.log_metrics({"game/vote_accuracy": 0.5}, step=2)
+    tracker.end()
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.data.params["game.n_players"] == "4" and run.data.params["rewards.lambda"] == "0.1"
+    assert len(run.data.params) > 100  # the whole flattened params.yaml
+    assert run.data.tags["git.commit"] == "abc"
+    history = client.get_metric_history(run_id, "game/vote_accuracy")
+    assert [(m.step, m.value) for m in history] == [(1, 0.25), (2, 0.5)]
+    assert client.get_metric_history(run_id, "switched")[0].value == 1.0
+    # a second tracker on the same folder continues the same run (resumed training)
+    again = RunTracker(settings.tracking, tmp_path / "run")
+    assert again.start("test", settings, {}) == run_id
+
+
+def test_registry_gate_refuses_a_worse_challenger(store, tmp_path):
+    from mlflow import MlflowClient
+
+    settings, uri = store
+    client = MlflowClient(uri)
+    reg = settings.registry
+    v1 = register_checkpoint(client, reg, _checkpoint(tmp_path, "a"), None, {"win_rate": 0.55})
+    first = promotion_gate(client, reg, v1)
+    assert first.promoted and str(client.get_model_version_by_alias(reg.model_name, "champion").version) == v1
+    assert client.get_model_version(reg.model_name, v1).source == str((tmp_path / "a").resolve())
+
+    v2 = register_checkpoint(client, reg, _checkpoint(tmp_path, "b"), None, {"win_rate": 0.58})  # +0.03 < margin
+    second = promotion_gate(client, reg, v2)
+    assert not second.promoted and "<=" in second.reason
+    assert str(client.get_model_version_by_alias(reg.model_name, "champion").version) == v1
+    assert str(client.get_model_version_by_alias(reg.model_name, "challenger").version) == v2
+    assert client.get_model_version(reg.model_name, v2).tags["promotion"] == "rejected"
+
+    v3 = register_checkpoint(client, reg, _checkpoint(tmp_path, "c"), None, {"win_rate": 0.7})
+    third = promotion_gate(client, reg, v3)
+    assert third.promoted and third.champion_version == v1 and third.champion_value == 0.55
+    assert str(client.get_model_version_by_alias(reg.model_name, "champion").version) == v3
+
+
+def test_dead_server_warns_once_and_training_goes_on(tmp_path, caplog):
+    settings = load_settings(None, ["tracking.uri=http://127.0.0.1:9"])
+    tracker = RunTracker(settings.tracking, tmp_path / "run")
+    start = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="visionzero.tracking"):
+        assert tracker.start("x", settings, {}) is None
+        tracker.log_metrics({"a": 1.0}, step=1)
+        tracker.end()
+    assert time.perf_counter() - start < 10
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "127.0.0.1:9" in warnings[0].getMessage()
+    assert not tracker.enabled
+
+
+def test_provenance_tags(tmp_path, repo_root):
+    assert len(git_commit(repo_root).get("git.commit", "")) in (0, 40)
+    lock = {"stages": {"pairs@clevr": {"outs": [{"path": "runs/pairs/clevr", "md5": "abc.dir"}]},
+                       "train": {"outs": [{"path": "runs/train/checkpoints", "md5": "zzz"}]}}}  # fmt: skip
+    (tmp_path / "dvc.lock").write_text(json.dumps(lock))
+    assert dvc_hashes(tmp_path) == {"dvc.pairs@clevr.runs/pairs/clevr": "abc.dir"}

@@ -1,0 +1,70 @@
+"""Held-out game evaluation: one model plays every seat and votes; how well do the votes find the spy?
+
+`game_metrics` is pure (it reads finished game records); `play_selfplay` plays the games.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from visionzero.game import Game
+from visionzero.rollout.engine import GameEngine, RolloutStats, derive_seed, setup_games
+from visionzero.rollout.types import Policy
+from visionzero.settings.schema import GameSettings
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _group_metrics(games: Sequence[Game]) -> dict[str, float]:
+    votes = [v for g in games for v in g.votes]
+    correct = sum(g.vote_counts[g.spy_seat] for g in games)
+    clues = [t for g in games for t in g.clue_turns()]
+    vote_turns = [t for g in games for t in g.decision_turns]
+    n_votes = len(votes)
+    return {
+        "games": float(len(games)),
+        "votes": float(n_votes),
+        # majority: the spy got strictly more valid votes than any other seat
+        "spy_identified": _mean([float(g.spy_identified) for g in games]),
+        # per sample: share of all votes (N/A and invalid included) naming the spy
+        "vote_accuracy": correct / n_votes if n_votes else 0.0,
+        "na_rate": sum(v.kind == "na" for v in votes) / n_votes if n_votes else 0.0,
+        "invalid_rate": sum(v.kind == "invalid" for v in votes) / n_votes if n_votes else 0.0,
+        "vote_format_rate": _mean([float(v.format_ok) for v in votes]),
+        "clue_valid_rate": _mean([float(t.clue.valid) for t in clues if t.clue]),
+        # lengths in generated tokens (turns without token ids, e.g. scripted ones, are skipped)
+        "clue_tokens": _mean([float(len(t.completion_ids)) for t in clues if t.completion_ids is not None]),
+        "vote_tokens": _mean([float(len(t.completion_ids)) for t in vote_turns if t.completion_ids is not None]),
+        "clue_chars": _mean([float(len(t.clue.text)) for t in clues if t.clue and t.clue.valid]),
+    }
+
+
+def game_metrics(games: Sequence[Game], prefix: str = "game/") -> dict[str, float]:
+    """Vote and clue statistics over all games (`game/<name>`) and per domain (`game/<domain>/<name>`)."""
+    metrics = {f"{prefix}{k}": v for k, v in _group_metrics(games).items()}
+    by_domain: dict[str, list[Game]] = defaultdict(list)
+    for g in games:
+        by_domain[g.domain].append(g)
+    for domain, group in sorted(by_domain.items()):
+        metrics.update({f"{prefix}{domain}/{k}": v for k, v in _group_metrics(group).items()})
+    return metrics
+
+
+def play_selfplay(
+    policy: Policy,
+    pairs: Sequence,
+    settings: GameSettings,
+    seed: int,
+    on_turn: Callable[[str], None] | None = None,
+) -> tuple[list[Game], RolloutStats]:
+    """One game per pair with `policy` in every seat and as the voter(s).
+
+    Spy seats come from `seed` and the pair's position, sampling from `seed` alone, so the
+    same pairs and seed give every model the same setup.
+    """
+    games = setup_games(pairs, settings, seed)
+    stats = GameEngine(policy, settings, on_turn=on_turn).play(games, seed=derive_seed(seed, "selfplay"))
+    return games, stats

@@ -1,0 +1,128 @@
+"""One evaluation: held-out self-play games, the match against a frozen opponent, and VQA.
+
+`evaluate_policies` runs everything on policies (tests use scripted ones); `evaluate`
+loads the models from specs first. The results are a flat dict of numbers whose keys are
+stable (README of the keys: docs/architecture.md, "Evaluation"); timings are kept apart
+so the same models and settings always give the same results file.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from visionzero.eval.game_eval import game_metrics, play_selfplay
+from visionzero.eval.heldout import EvalSet, build_eval_set, first_per_domain, heldout_pairs
+from visionzero.eval.vqa import VqaAnswer, evaluate_vqa, vqa_metrics
+from visionzero.eval.winrate import MatchResult, play_match
+from visionzero.game import Game
+from visionzero.game.rules import clue_turn_order
+from visionzero.rollout.engine import derive_seed
+from visionzero.rollout.types import Policy, Sampling
+from visionzero.settings import Settings
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class EvalReport:
+    metrics: dict[str, float]
+    eval_set: EvalSet
+    selfplay: list[Game]
+    match: MatchResult | None
+    answers: list[VqaAnswer]
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per part (not in metrics)
+    tokens: dict[str, int] = field(default_factory=dict)  # generated tokens per game part
+    model: str = ""  # where the candidate's weights came from
+    opponent: str = ""
+
+
+def match_pairs(eval_set: EvalSet, games: int) -> list:
+    """The match's pairs: ceil(games / 2) per domain, each played twice (= `games` games)."""
+    return first_per_domain(eval_set.pairs, math.ceil(games / 2))
+
+
+def count_steps(eval_set: EvalSet, settings: Settings, with_match: bool = True) -> int:
+    """Progress steps of `evaluate_policies`: one per batched turn and per VQA batch."""
+    turns = len(clue_turn_order(settings.game)) + 1
+    batches = math.ceil(len(eval_set.questions) / settings.rollout.micro_batch_size)
+    return turns + (turns if with_match else 0) + batches
+
+
+def vqa_sampling(settings: Settings) -> Sampling:
+    return Sampling(settings.eval.max_new_tokens, settings.eval.vqa_temperature)
+
+
+def evaluate_policies(
+    candidate: Policy,
+    opponent: Policy | None,
+    eval_set: EvalSet,
+    settings: Settings,
+    progress: Progress | None = None,
+) -> EvalReport:
+    """Self-play games, the mirrored match (when an opponent is given) and VQA, all seeded by eval.seed."""
+    seed = settings.eval.seed
+    seconds: dict[str, float] = {}
+    tokens: dict[str, int] = {}
+    t0 = time.perf_counter()
+    games, stats = play_selfplay(candidate, eval_set.pairs, settings.game, seed, on_turn=progress)
+    seconds["selfplay"], tokens["selfplay"] = time.perf_counter() - t0, stats.generated_tokens
+    metrics = game_metrics(games)
+    match = None
+    if opponent is not None:
+        t0 = time.perf_counter()
+        pairs = match_pairs(eval_set, settings.eval.games)
+        match = play_match(candidate, opponent, pairs, settings.game, seed, settings.eval.confidence, on_turn=progress)
+        seconds["match"] = time.perf_counter() - t0
+        tokens["match"] = match.stats.generated_tokens if match.stats else 0
+        metrics.update(match.metrics())
+    t0 = time.perf_counter()
+    answers = evaluate_vqa(
+        candidate, eval_set.questions, vqa_sampling(settings), derive_seed(seed, "vqa"),
+        batch_size=settings.rollout.micro_batch_size, on_batch=progress,
+    )  # fmt: skip
+    seconds["vqa"] = time.perf_counter() - t0
+    metrics.update(vqa_metrics(answers))
+    seconds["total"] = sum(seconds.values())
+    return EvalReport(metrics, eval_set, games, match, answers, seconds, tokens)
+
+
+def load_eval_set(dataset_dirs: Sequence[str | Path], settings: Settings) -> EvalSet:
+    """The fixed evaluation set of the held-out pairs in `dataset_dirs` (ValueError/OSError if none)."""
+    return build_eval_set(heldout_pairs(dataset_dirs), settings.eval)
+
+
+def load_players(settings: Settings, model: str | None = None, opponent: str | None = None) -> tuple[Policy, Policy, str, str]:
+    """(candidate, opponent, candidate path, opponent path) for model spec `model` (default
+    model.spec) and `opponent` (default eval.opponent; 'base' = model.spec, the starting model)."""
+    from visionzero.models import load_model
+    from visionzero.rollout.hf_backend import HFPolicy
+
+    model_spec = model or settings.model.spec
+    opponent_spec = opponent or settings.eval.opponent
+    if opponent_spec == "base":
+        opponent_spec = settings.model.spec
+    mb = settings.rollout.micro_batch_size
+    loaded = load_model(settings.model, settings.runtime, spec=model_spec)
+    # the same spec is loaded once: two policies over one frozen model
+    other = loaded if opponent_spec == model_spec else load_model(settings.model, settings.runtime, spec=opponent_spec)
+    return HFPolicy(loaded, mb), HFPolicy(other, mb), loaded.path, other.path
+
+
+def evaluate(
+    settings: Settings,
+    dataset_dirs: Sequence[str | Path],
+    model: str | None = None,
+    opponent: str | None = None,
+    progress: Progress | None = None,
+) -> EvalReport:
+    """Evaluate model spec `model` against `opponent` (see `load_players`) on the fixed set of
+    the held-out pairs in `dataset_dirs` (see `load_eval_set`)."""
+    eval_set = load_eval_set(dataset_dirs, settings)
+    candidate, other, model_path, opponent_path = load_players(settings, model, opponent)
+    report = evaluate_policies(candidate, other, eval_set, settings, progress)
+    report.model, report.opponent = model_path, opponent_path
+    return report
