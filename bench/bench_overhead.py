@@ -34,7 +34,6 @@ def main() -> None:
     from flows.pairs import pairs_flow
     from tasks.selfplay import (
         grpo_update,
-        next_stage,
         rlvr_update,
         self_play_rollout,
         verify_role_rewards,
@@ -54,14 +53,14 @@ def main() -> None:
     def pipeline() -> list[float]:
         run, pairs = str(work / "pipeline"), pairs_dirs(settings)
         start_run(params, overrides, run, "overhead")
-        times = []
+        times, stage = [], settings.train.phase.start
         for _ in range(total):
             t0 = time.perf_counter()
-            stage = next_stage(params, overrides, run, pairs)
             games = self_play_rollout(params, overrides, run, pairs)
             scores = verify_role_rewards(params, overrides, run, pairs, games)
             metrics = (grpo_update if stage == "clue" else rlvr_update)(params, overrides, run, pairs, games, scores)
             log_metrics(params, overrides, run, metrics, metrics["iteration"])
+            stage = metrics["next_stage"]
             times.append(time.perf_counter() - t0)
         return times
 

@@ -21,13 +21,11 @@ from tasks.evaluate import evaluate_checkpoint
 from tasks.reports import game_viewer, training_report
 from tasks.selfplay import (
     grpo_update,
-    next_stage,
-    progress,
     rlvr_update,
     self_play_rollout,
     verify_role_rewards,
 )
-from tasks.session import session, settings_of
+from tasks.session import current_checkpoint, run_state, settings_of
 from tasks.tracking import end_run, log_artifacts, log_metrics, start_run
 
 
@@ -38,28 +36,28 @@ def train_flow(params: str = "params.yaml", overrides: list[str] | None = None) 
     run_dir, pairs = layout.train_dir(s), layout.pairs_dirs(s)
     logger = get_run_logger()
     run_id = start_run(params, overrides, run_dir, run_name=f"iterative-spo-{s.model.spec.replace('/', '_')}")
-    done, total = progress(params, overrides, run_dir, pairs)
+    done, total, stage = run_state(params, overrides, run_dir, pairs)
     if done:
         logger.info("resuming %s at iteration %d of %d", run_dir, done, total)
     while done < total:
-        stage = next_stage(params, overrides, run_dir, pairs)
         games = self_play_rollout(params, overrides, run_dir, pairs)
         scores = verify_role_rewards(params, overrides, run_dir, pairs, games)
-        update = grpo_update if stage == "clue" else rlvr_update
+        played = stage
+        update = grpo_update if played == "clue" else rlvr_update
         metrics = update(params, overrides, run_dir, pairs, games, scores)
-        done = metrics["iteration"]
+        done, stage = metrics["iteration"], metrics["next_stage"]
         log_metrics(params, overrides, run_dir, metrics, done)
         if done % s.eval.every == 0 and done < total:  # the final one is the evaluate flow's
-            checkpoint = session(params, overrides, run_dir, pairs).checkpoint_now()  # this exact policy
+            checkpoint = current_checkpoint(params, overrides, run_dir, pairs)  # this exact policy
             results = evaluate_checkpoint(params, overrides, str(checkpoint / "model"), f"{run_dir}/eval", done)
             log_metrics(params, overrides, run_dir, {f"eval/{k}": v for k, v in results.items()}, done)
         if done % s.tracking.viewer_every == 0 or done == total:
-            page = game_viewer(games, title=f"iteration {done} ({stage} stage)")
+            page = game_viewer(games, title=f"iteration {done} ({played} stage)")
             log_artifacts(params, overrides, run_dir, [page], f"games/iter-{done:06d}")
     reports = training_report(run_dir)
     log_artifacts(params, overrides, run_dir, reports + [f"{p}/contact_sheet.png" for p in pairs], "reports")
     end_run(params, overrides, run_dir)
-    checkpoint = session(params, overrides, run_dir, pairs).checkpoint_now()
+    checkpoint = current_checkpoint(params, overrides, run_dir, pairs)
     return {"run_dir": run_dir, "run_id": run_id, "checkpoint": str(checkpoint / "model")}
 
 

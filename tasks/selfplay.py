@@ -9,37 +9,26 @@ from collections.abc import Sequence
 
 from prefect import task
 
-from tasks.session import session
+from tasks.session import run_step
 
 
 @task(name="self-play-rollout", retries=1, retry_delay_seconds=5)
 def self_play_rollout(params: str, overrides: Sequence[str], run_dir: str, pairs_dirs: Sequence[str]) -> str:
     """Play the next iteration's games with the current policy; returns the records file."""
-    return str(session(params, overrides, run_dir, pairs_dirs).play())
+    return run_step("play", params, overrides, run_dir, pairs_dirs)["games"]
 
 
 @task(name="verify-role-rewards")
 def verify_role_rewards(params: str, overrides: Sequence[str], run_dir: str, pairs_dirs: Sequence[str], games: str) -> str:
     """Decision rewards, zero-sum clue rewards and role advantages; returns the scores file."""
-    return str(session(params, overrides, run_dir, pairs_dirs).score(games))
+    return run_step("score", params, overrides, run_dir, pairs_dirs, games=games)["scores"]
 
 
 def _update(params, overrides, run_dir, pairs_dirs, games, scores) -> dict:
-    return session(params, overrides, run_dir, pairs_dirs).update(games, scores)
+    return run_step("update", params, overrides, run_dir, pairs_dirs, games=games, scores=scores)
 
 
 grpo_update = task(name="grpo-update")(_update)
 grpo_update.__doc__ = "Clue stage: self-play policy gradient with Role Advantage Estimation."
 rlvr_update = task(name="rlvr-update")(_update)
 rlvr_update.__doc__ = "Decision stage: RL with verifiable vote rewards (group-normalised)."
-
-
-def next_stage(params: str, overrides: Sequence[str], run_dir: str, pairs_dirs: Sequence[str]) -> str:
-    """The stage the controller chose for the next iteration ('clue' or 'decision')."""
-    return session(params, overrides, run_dir, pairs_dirs).controller.stage
-
-
-def progress(params: str, overrides: Sequence[str], run_dir: str, pairs_dirs: Sequence[str]) -> tuple[int, int]:
-    """(iterations done, iterations planned) of the run."""
-    spo = session(params, overrides, run_dir, pairs_dirs)
-    return spo.iteration, spo.settings.train.iterations

@@ -68,3 +68,26 @@ def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_ca
     state = pairs_flow("params.yaml", overrides, return_state=True)
     states = dict(_task_names([state.state_details.flow_run_id]))
     assert states["generate-pairs"] == "Cached"
+
+
+def test_heavy_steps_in_another_interpreter(harness, tmp_path, model_cache, repo_root, monkeypatch):
+    """runtime.python: rollout, rewards and update run as `vision-zero step` subprocesses."""
+    import sys
+
+    from flows.pairs import pairs_flow
+    from flows.train import train_flow
+
+    monkeypatch.chdir(repo_root)
+    overrides = [*tiny_overrides(tmp_path, model_cache), "train.iterations=1", f"runtime.python={sys.executable}"]
+    pairs_flow("params.yaml", overrides)
+    state = train_flow("params.yaml", overrides, return_state=True)
+    names = [n for n, s in _task_names([state.state_details.flow_run_id]) if s == "Completed"]
+    assert {"self-play-rollout", "verify-role-rewards", "rlvr-update"} <= set(names)
+    out = state.result()
+    assert out["checkpoint"].endswith("iter-000001/model")
+    metrics = [json.loads(line) for line in (tmp_path / "runs/train/metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in metrics] == [1]
+    # the flow's process never loaded the model: the session cache is empty
+    from tasks import session as sessions
+
+    assert not any(str(tmp_path) in key[0] for key in sessions._SESSIONS)

@@ -107,3 +107,17 @@ def test_changed_settings_refuse_resume_or_restart(tiny_settings, tmp_path):
     fresh = IterativeSPO(other, tmp_path / "run", pool, restart_on_change=True)
     assert fresh.iteration == 0 and not (tmp_path / "run/checkpoints").exists()
     assert settings_changes({"train": {"lr": 1, "iterations": 3}}, {"train": {"lr": 1, "iterations": 9}}) == []
+
+
+def test_lora_run_resumes_and_its_checkpoint_loads_merged(tiny_settings, tmp_path):
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", *SMALL, "train.lora.enabled=true", "train.lora.r=4"])
+    pool = simple_pairs(tmp_path / "pairs", 4)
+    _run(s, tmp_path / "straight", pool, 3)
+    _run(s, tmp_path / "resumed", pool, 1)
+    _run(s, tmp_path / "resumed", pool, 3)
+    assert _comparable(read_metrics(tmp_path / "straight")) == _comparable(read_metrics(tmp_path / "resumed"))
+    merged = load_model(s.model, s.runtime, spec=str(tmp_path / "resumed/checkpoints/iter-000003/model"))
+    base = load_model(s.model, s.runtime)
+    names = [n for n, _ in base.model.named_parameters()]
+    assert [n for n, _ in merged.model.named_parameters()] == names  # a plain model again
+    assert any(not torch.equal(a, b) for a, b in zip(merged.model.parameters(), base.model.parameters()))

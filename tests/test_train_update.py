@@ -133,3 +133,14 @@ def test_cosine_schedule_shape():
     assert values[0] == 0.5 and values[1] == 1.0
     assert values[2] == pytest.approx(1.0) and all(a >= b for a, b in zip(values[2:], values[3:]))
     assert values[-1] < 0.1
+
+
+def test_lora_trains_adapters_only_and_kl_uses_the_disabled_adapter(tiny_settings, samples):
+    trainer, loaded = _trainer(tiny_settings, "train.lora.enabled=true", "train.lora.r=4", "train.kl_beta=0.04", "train.lr=1e-2")
+    assert trainer.ref_model is None  # the reference is the same network with adapters off
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    first = trainer.step(samples, "clue")
+    assert first.kl == pytest.approx(0.0, abs=1e-7)  # LoRA B starts at zero: policy == reference
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all("lora_" in n for n in changed)
+    assert trainer.step(samples, "clue").kl > 0

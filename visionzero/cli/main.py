@@ -16,6 +16,7 @@ COMMANDS = [
     "visionzero.cli.model_cmd",
     "visionzero.cli.play_cmd",
     "visionzero.cli.train_cmd",
+    "visionzero.cli.step_cmd",
     "visionzero.cli.eval_cmd",
 ]
 

@@ -104,8 +104,9 @@ def load_model(
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
     path = resolve_spec(model, spec)
-    if not Path(path).exists() and spec in (None, "tiny") and model.spec == "tiny":
-        raise ModelLoadError(f"tiny model missing at {path}")
+    adapter = Path(path) / "adapter_config.json"
+    if adapter.exists():  # a LoRA checkpoint: its base model, with the adapter merged in
+        return _load_adapter(model, runtime, Path(path), device)
     family = _family(path, model)
     device = device or resolve_device(runtime)
     dtype = resolve_dtype(runtime, device)
@@ -120,3 +121,16 @@ def load_model(
     )
     processor.tokenizer.padding_side = "left"  # batched generation needs left padding
     return LoadedModel(model=net, processor=processor, family=family, path=path)
+
+
+def _load_adapter(model: ModelSettings, runtime: RuntimeSettings, path: Path, device: str | None) -> LoadedModel:
+    import json
+
+    from peft import PeftModel
+
+    base_path = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base_path:
+        raise ModelLoadError(f"{path}: LoRA adapter without base_model_name_or_path")
+    base = load_model(model, runtime, spec=base_path, device=device)
+    merged = PeftModel.from_pretrained(base.model, str(path)).merge_and_unload().eval()
+    return LoadedModel(model=merged, processor=base.processor, family=base.family, path=str(path))

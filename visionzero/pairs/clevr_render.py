@@ -33,7 +33,7 @@ from visionzero.pairs.clevr_geometry import (
     surface,
 )
 
-SUPERSAMPLE = 3  # sub-pixels per side along object silhouettes
+SUPERSAMPLE = 2  # sub-pixels per side along object silhouettes (3 looks the same at 448 px, costs 13% more)
 GROUND_ALBEDO = 0.30  # linear; renders as a mid grey like CLEVR's floor
 
 

@@ -34,6 +34,7 @@ class RuntimeSettings(Section):
     )
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default.")
     workdir: str = Field("runs", description="Root folder for run outputs (pairs, games, checkpoints, metrics).")
+    python: str = Field("", description="Interpreter of another environment that runs the pipeline's heavy steps as subprocesses; empty = inside the Prefect process.")
 
 
 # --------------------------------------------------------------------------- model
@@ -237,17 +238,9 @@ class TrainSettings(Section):
 
 
 # --------------------------------------------------------------------------- rollout
-class VllmSettings(Section):
-    python: str = Field(".venv-vllm/bin/python", description="Interpreter of the separate vLLM environment.")
-    host: str = Field("127.0.0.1", description="Address the vLLM worker binds to (loopback by default).")
-    port: int = Field(8765, ge=1, le=65535, description="Port of the vLLM worker.")
-    gpu_memory_utilization: float = Field(0.4, gt=0.0, le=1.0, description="Share of GPU memory vLLM may take.")
-
-
 class RolloutSettings(Section):
-    backend: Literal["hf", "vllm"] = Field("hf", description="hf: transformers generate (CPU/GPU); vllm: separate vLLM process (GPU).")
+    backend: Literal["hf"] = Field("hf", description="Generation backend: hf = transformers generate, batched per turn (CPU and GPU).")
     micro_batch_size: int = Field(64, ge=1, description="Most sequences in one HF generate call (bounds memory).")
-    vllm: VllmSettings = Field(default_factory=VllmSettings, description="The vLLM worker.")
 
 
 # --------------------------------------------------------------------------- eval

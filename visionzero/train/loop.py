@@ -130,10 +130,15 @@ class IterativeSPO:
         self.base_spec = base.path
         if resume_from is None:
             self.loaded, reference = base, None
+        elif settings.train.lora.enabled:  # the base plus the trained adapter, still trainable
+            from peft import PeftModel
+
+            base.model = PeftModel.from_pretrained(base.model, str(resume_from / "model"), is_trainable=True)
+            self.loaded, reference = base, None
         else:
             self.loaded = load_model(settings.model, settings.runtime, spec=str(resume_from / "model"))
             reference = base.model
-        self.trainer = PolicyTrainer(self.loaded, settings.train, reference=reference)
+        self.trainer = PolicyTrainer(self.loaded, settings.train, reference=reference, seed=derive_seed(settings.runtime.seed, "init"))
         self.policy = HFPolicy(self.loaded, settings.rollout.micro_batch_size)
         if resume_from is not None:
             self._restore(resume_from)
@@ -209,8 +214,12 @@ class IterativeSPO:
         path.write_text(json.dumps(data, sort_keys=True))
         return path
 
-    def update(self, games_path: Path, scores_path: Path) -> dict:
-        """Train the active stage on scored games, step the controller, checkpoint; metrics."""
+    def update(self, games_path: Path, scores_path: Path, checkpoint: bool = False) -> dict:
+        """Train the active stage on scored games, step the controller, checkpoint; metrics.
+
+        `checkpoint` forces a checkpoint whatever train.checkpoint_every says (a step run in
+        its own process must leave the state on disk for the next one).
+        """
         start = time.perf_counter()
         games = read_records(games_path)
         raw = json.loads(Path(scores_path).read_text())
@@ -243,7 +252,7 @@ class IterativeSPO:
         with (self.run_dir / METRICS).open("a") as fh:
             fh.write(json.dumps(metrics, sort_keys=True) + "\n")
         every = self.settings.train.checkpoint_every
-        if self.iteration % every == 0 or self.iteration >= self.settings.train.iterations:
+        if checkpoint or self.iteration % every == 0 or self.iteration >= self.settings.train.iterations:
             self.save()
         return metrics
 

@@ -65,7 +65,7 @@ def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
 class PolicyTrainer:
     """Owns the trainable policy, the frozen reference, the optimizer and the schedule."""
 
-    def __init__(self, loaded: LoadedModel, train: TrainSettings, accelerator=None, reference=None):
+    def __init__(self, loaded: LoadedModel, train: TrainSettings, accelerator=None, reference=None, seed: int = 0):
         """`reference`: the frozen starting model for the KL term (default: a copy of `loaded`)."""
         from accelerate import Accelerator
 
@@ -74,14 +74,16 @@ class PolicyTrainer:
         device = next(loaded.model.parameters()).device
         self.accelerator = accelerator or Accelerator(cpu=device.type == "cpu")
         model = loaded.model
-        if train.lora.enabled:
+        if train.lora.enabled and not hasattr(model, "peft_config"):  # (a resumed run arrives wrapped)
             from peft import LoraConfig, get_peft_model
 
             lora = train.lora
-            model = get_peft_model(
-                model,
-                LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules),
-            )
+            with torch.random.fork_rng(devices=[]):  # adapter init from the run's seed, not the RNG's history
+                torch.manual_seed(seed)
+                model = get_peft_model(
+                    model,
+                    LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules),
+                )
         use_ckpt = train.gradient_checkpointing == "on" or (train.gradient_checkpointing == "auto" and device.type == "cuda")
         if use_ckpt:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
