@@ -13,3 +13,5 @@ export PREFECT_HOME="${PREFECT_HOME:-$_vz_root/.cache/prefect}"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 unset _vz_root
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="${PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS:-120}"
+# Prefect creates its home with a plain mkdir: the parent must exist on a fresh clone.
+mkdir -p "$PREFECT_HOME" "$DVC_SITE_CACHE_DIR"
