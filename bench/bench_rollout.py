@@ -68,9 +68,10 @@ def main() -> None:
     parser.add_argument("--games", type=int, default=32)
     parser.add_argument("--official-games", type=int, default=8, help="games for (b); its rate is per game")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="settings override, e.g. runtime.threads=2")
     args = parser.parse_args()
 
-    s = load_settings(str(Path(__file__).parents[1] / "params.yaml"), ["game.clue.max_new_tokens=24", "game.decision.max_new_tokens=16"])
+    s = load_settings(str(Path(__file__).parents[1] / "params.yaml"), ["game.clue.max_new_tokens=24", "game.decision.max_new_tokens=16", *args.overrides])
     loaded = load_model(s.model, s.runtime)
     policy = HFPolicy(loaded, micro_batch_size=256)
     pairs = simple_pairs(Path(tempfile.mkdtemp()), args.games)

@@ -38,9 +38,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="settings override, e.g. runtime.threads=2")
     args = parser.parse_args()
 
-    s = load_settings(str(Path(__file__).parents[1] / "params.yaml"), ["train.micro_batch_size=16"])
+    s = load_settings(str(Path(__file__).parents[1] / "params.yaml"), ["train.micro_batch_size=16", *args.overrides])
     loaded = load_model(s.model, s.runtime)
     games = setup_games(simple_pairs(Path(tempfile.mkdtemp()), args.samples), s.game, seed=0)
     requests = [clue_request(g, 1, 1) for g in games]
