@@ -30,8 +30,8 @@ def main() -> None:
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="vz-prefect-"))
     from prefect import flow
 
-    from flows.layout import pairs_dirs
     from flows.pairs import pairs_flow
+    from tasks.layout import pairs_dirs
     from tasks.selfplay import (
         grpo_update,
         rlvr_update,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows import layout
+from tasks import layout
 from tasks.evaluate import evaluate_checkpoint
 from tasks.session import settings_of
 from tasks.tracking import log_artifacts, log_metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.layout import pairs_dir
+from tasks.layout import pairs_dir
 from tasks.pairs import generate_pairs, manifest_ready
 from tasks.session import settings_of
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows import layout
+from tasks import layout
 from tasks.registry import promote_model, register_model
 from tasks.session import settings_of
 from visionzero.train.checkpoint import latest_checkpoint

@@ -16,7 +16,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.logging import get_run_logger
 
-from flows import layout
+from tasks import layout
 from tasks.evaluate import evaluate_checkpoint
 from tasks.reports import game_viewer, training_report
 from tasks.selfplay import (

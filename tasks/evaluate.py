@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import task
 from prefect.logging import get_run_logger
 
-from flows import layout
+from tasks import layout
 from tasks.session import settings_of
 from visionzero.eval.results import append_curve, read_curve, write_results
 from visionzero.eval.runner import evaluate
