@@ -25,7 +25,7 @@ from tasks.selfplay import (
     self_play_rollout,
     verify_role_rewards,
 )
-from tasks.session import current_checkpoint, run_state, settings_of
+from tasks.session import current_checkpoint, release, run_state, settings_of
 from tasks.tracking import end_run, log_artifacts, log_metrics, start_run
 
 
@@ -58,6 +58,7 @@ def train_flow(params: str = "params.yaml", overrides: list[str] | None = None) 
     log_artifacts(params, overrides, run_dir, reports + [f"{p}/contact_sheet.png" for p in pairs], "reports")
     end_run(params, overrides, run_dir)
     checkpoint = current_checkpoint(params, overrides, run_dir, pairs)
+    release(run_dir)
     return {"run_dir": run_dir, "run_id": run_id, "checkpoint": str(checkpoint / "model")}
 
 

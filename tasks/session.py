@@ -42,6 +42,12 @@ def session(params: str, overrides: Sequence[str], run_dir: str, pairs_dirs: Seq
     return _SESSIONS[key]
 
 
+def release(run_dir: str) -> None:
+    """Forget the run's warm policy (a served process must not hold a 7B model between runs)."""
+    for key in [k for k in _SESSIONS if k[0] == str(Path(run_dir).resolve())]:
+        del _SESSIONS[key]
+
+
 def run_step(name: str, params: str, overrides: Sequence[str], run_dir: str, pairs_dirs: Sequence[str], **paths: str) -> dict:
     """play / score / update, in this process or under `runtime.python`; a small JSON result."""
     settings = settings_of(params, overrides)

@@ -40,6 +40,6 @@ def log_artifacts(params: str, overrides: Sequence[str], run_dir: str, paths: li
 
 
 def end_run(params: str, overrides: Sequence[str], run_dir: str, status: str = "FINISHED") -> str | None:
-    t = tracker(params, overrides, run_dir)
+    t = _TRACKERS.pop(str(Path(run_dir).resolve()), None) or tracker(params, overrides, run_dir)
     t.end(status)
     return t.run_id

@@ -77,7 +77,11 @@ def test_heavy_steps_in_another_interpreter(harness, tmp_path, model_cache, repo
     from flows.pairs import pairs_flow
     from flows.train import train_flow
 
+    from tasks import session as sessions
+
     monkeypatch.chdir(repo_root)
+    # the flow's own process must never load the policy
+    monkeypatch.setattr(sessions, "session", lambda *a, **k: pytest.fail("policy loaded in the Prefect process"))
     overrides = [*tiny_overrides(tmp_path, model_cache), "train.iterations=1", f"runtime.python={sys.executable}"]
     pairs_flow("params.yaml", overrides)
     state = train_flow("params.yaml", overrides, return_state=True)
@@ -87,7 +91,3 @@ def test_heavy_steps_in_another_interpreter(harness, tmp_path, model_cache, repo
     assert out["checkpoint"].endswith("iter-000001/model")
     metrics = [json.loads(line) for line in (tmp_path / "runs/train/metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in metrics] == [1]
-    # the flow's process never loaded the model: the session cache is empty
-    from tasks import session as sessions
-
-    assert not any(str(tmp_path) in key[0] for key in sessions._SESSIONS)

@@ -90,6 +90,7 @@ def test_rl_learns_a_verifiable_target(tiny_settings, tmp_path):
         samples = [TrainSample(c.prompt_token_ids, c.token_ids, [image], a, "decision") for c, a in zip(group, advantages)]
         trainer.step(samples, "decision")
     start, end = sum(curve[:5]) / 5, sum(curve[-5:]) / 5
+    print(f"reward {start:.2f} -> {end:.2f}")
     assert end > start + 0.3, f"reward {start:.2f} -> {end:.2f}"
 
 

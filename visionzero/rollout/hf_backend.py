@@ -25,7 +25,6 @@ class HFPolicy:
     def __init__(self, loaded: LoadedModel, micro_batch_size: int = 64):
         self.loaded = loaded
         self.micro_batch_size = micro_batch_size
-        self.generated_tokens = 0  # running count, for throughput metrics
 
     @property
     def device(self) -> torch.device:
@@ -98,7 +97,6 @@ class HFPolicy:
             new = sequences[row, prompt_len:].tolist()
             finished = eot in new
             ids = new[: new.index(eot) + 1] if finished else new
-            self.generated_tokens += len(ids)
             text = self.loaded.tokenizer.decode(ids, skip_special_tokens=True)
             results[row // sampling.n].append(Completion(prompts[row // sampling.n], ids, text, finished))
         return results
