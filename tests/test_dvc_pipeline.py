@@ -59,7 +59,7 @@ def project(tmp_path, repo_root):
     return repo, env
 
 
-def test_repro_runs_everything_then_nothing(project):
+def test_repro_runs_everything_then_nothing_and_experiments(project):
     repo, env = project
     dvc = [sys.executable, "-m", "dvc"]
     first = _run([*dvc, "repro"], repo, env)
@@ -78,3 +78,11 @@ def test_repro_runs_everything_then_nothing(project):
     assert "win_rate" in shown
     plots = _run([*dvc, "plots", "show", "--json"], repo, env)
     assert "curves.csv" in plots
+
+    # an experiment with one setting changed re-runs training and what follows, not the data
+    exp = _run([*dvc, "exp", "run", "-S", "train.lr=0.0002"], repo, env)
+    assert "Running stage 'train'" in exp and "Running stage 'pairs@clevr'" not in exp
+    state = json.loads(next((repo / "runs/train/checkpoints").glob("iter-*/state.json")).read_text())
+    assert state["settings"]["train"]["lr"] == 0.0002  # a new run, not a resume of the old one
+    shown = json.loads(_run([*dvc, "exp", "show", "--json"], repo, env))
+    assert "0.0002" in json.dumps(shown)
