@@ -1,6 +1,6 @@
 # vision-zero: the two commands of the README, plus helpers. Every target sets up first
 # (idempotent: a second run installs nothing).
-.PHONY: setup run test bench lint clean
+.PHONY: setup run test bench lint vllm-env clean
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +16,12 @@ bench: setup
 
 lint: setup
 	@.venv/bin/ruff check visionzero flows tasks tests bench
+
+# GPU machines: a separate environment for the vLLM generation worker (vLLM pins its own
+# torch, fastapi and transformers, which clash with Prefect's). Then set
+# rollout.backend=worker, rollout.worker_engine=vllm, rollout.worker_python=.venv-vllm/bin/python.
+vllm-env:
+	@python3 -m venv .venv-vllm && .venv-vllm/bin/pip install -q "vllm>=0.22,<=0.31" && .venv-vllm/bin/pip install -q --no-deps -e .
 
 clean:
 	rm -rf runs .cache mlflow.db

@@ -45,7 +45,7 @@ def session(params: str, overrides: Sequence[str], run_dir: str, pairs_dirs: Seq
 def release(run_dir: str) -> None:
     """Forget the run's warm policy (a served process must not hold a 7B model between runs)."""
     for key in [k for k in _SESSIONS if k[0] == str(Path(run_dir).resolve())]:
-        del _SESSIONS[key]
+        _SESSIONS.pop(key).close()
 
 
 def run_step(name: str, params: str, overrides: Sequence[str], run_dir: str, pairs_dirs: Sequence[str], **paths: str) -> dict:

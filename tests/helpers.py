@@ -34,19 +34,20 @@ class ScriptedVoter:
     a random tiny model never writes a parseable vote, which leaves every reward equal.
     """
 
-    def __init__(self, policy, n_players: int):
-        self.policy = policy
+    def __init__(self, policy, n_players: int, encoder):
+        self.policy = policy  # any Policy (in-process or a worker)
         self.n_players = n_players
+        self.encoder = encoder  # an HFPolicy of the same model: tokenises the scripted votes
 
     def generate(self, requests, sampling: Sampling, seed: int = 0):
         if requests[0].stage != "decision":
             return self.policy.generate(requests, sampling, seed)
         rng = random.Random(seed)
-        tok = self.policy.loaded.tokenizer
-        eot = self.policy.loaded.end_of_turn_id
+        tok = self.encoder.loaded.tokenizer
+        eot = self.encoder.loaded.end_of_turn_id
         out = []
         for request in requests:
-            prompt_ids = self.policy.encode([request])["input_ids"][0].tolist()
+            prompt_ids = self.encoder.encode([request])["input_ids"][0].tolist()
             samples = []
             for _ in range(sampling.n):
                 seat = rng.randint(1, self.n_players)

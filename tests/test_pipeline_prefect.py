@@ -76,7 +76,6 @@ def test_heavy_steps_in_another_interpreter(harness, tmp_path, model_cache, repo
 
     from flows.pairs import pairs_flow
     from flows.train import train_flow
-
     from tasks import session as sessions
 
     monkeypatch.chdir(repo_root)

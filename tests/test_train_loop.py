@@ -31,8 +31,11 @@ SMALL = [
 
 def _run(settings, run_dir, pool, iterations):
     spo = IterativeSPO(settings, run_dir, pool)
-    spo.policy = ScriptedVoter(spo.policy, settings.game.n_players)
-    return spo.train(iterations)
+    spo.policy = ScriptedVoter(spo.policy, settings.game.n_players, HFPolicy(spo.loaded))
+    try:
+        return spo.train(iterations)
+    finally:
+        spo.close()
 
 
 def _comparable(metrics):

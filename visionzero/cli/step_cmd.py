@@ -32,11 +32,14 @@ def _step(args: argparse.Namespace) -> int:
         spo = IterativeSPO(settings, args.run_dir, pair_pool(args.pairs, "train"), restart_on_change=True)
     except (OSError, ValueError) as exc:
         raise CliError(str(exc)) from None
-    if args.name == "play":
-        result = {"games": str(spo.play())}
-    elif args.name == "score":
-        result = {"scores": str(spo.score(args.games))}
-    else:
-        result = spo.update(args.games, args.scores, checkpoint=True)
+    try:
+        if args.name == "play":
+            result = {"games": str(spo.play())}
+        elif args.name == "score":
+            result = {"scores": str(spo.score(args.games))}
+        else:
+            result = spo.update(args.games, args.scores, checkpoint=True)
+    finally:
+        spo.close()
     print(json.dumps(result))
     return 0

@@ -48,6 +48,9 @@ def _train(args: argparse.Namespace) -> int:
             )  # fmt: skip
             bar.update()
 
-        spo.train(target, on_iteration=show)
+        try:
+            spo.train(target, on_iteration=show)
+        finally:
+            spo.close()
     print(f"done: {spo.iteration} iterations; checkpoints {run_dir / 'checkpoints'}; metrics {run_dir / 'metrics.jsonl'}")
     return 0

@@ -239,7 +239,12 @@ class TrainSettings(Section):
 
 # --------------------------------------------------------------------------- rollout
 class RolloutSettings(Section):
-    backend: Literal["hf"] = Field("hf", description="Generation backend: hf = transformers generate, batched per turn (CPU and GPU).")
+    backend: Literal["hf", "worker"] = Field(
+        "hf", description="hf: transformers generate in this process; worker: a separate generation process (worker_engine) that loads each new checkpoint."
+    )
+    worker_engine: Literal["hf", "vllm"] = Field("hf", description="Engine of the worker process: vllm (GPU, its own venv) or hf.")
+    worker_python: str = Field("", description="Interpreter of the worker's environment, e.g. .venv-vllm/bin/python; empty = this one.")
+    gpu_memory_utilization: float = Field(0.4, gt=0.0, le=1.0, description="Share of GPU memory the vLLM worker may take.")
     micro_batch_size: int = Field(64, ge=1, description="Most sequences in one HF generate call (bounds memory).")
 
 

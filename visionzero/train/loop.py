@@ -139,7 +139,18 @@ class IterativeSPO:
             self.loaded = load_model(settings.model, settings.runtime, spec=str(resume_from / "model"))
             reference = base.model
         self.trainer = PolicyTrainer(self.loaded, settings.train, reference=reference, seed=derive_seed(settings.runtime.seed, "init"))
-        self.policy = HFPolicy(self.loaded, settings.rollout.micro_batch_size)
+        self.worker = None
+        if settings.rollout.backend == "worker":  # generation in its own process (vLLM on GPU)
+            from visionzero.rollout.remote import WorkerProcess
+
+            r = settings.rollout
+            self.worker = WorkerProcess(
+                self.loaded.path, r.worker_engine, r.worker_python,
+                extra_args=["--micro-batch-size", str(r.micro_batch_size), "--gpu-memory-utilization", str(r.gpu_memory_utilization)],
+            )  # fmt: skip
+            self.policy = self.worker.policy
+        else:
+            self.policy = HFPolicy(self.loaded, settings.rollout.micro_batch_size)
         if resume_from is not None:
             self._restore(resume_from)
 
@@ -252,9 +263,17 @@ class IterativeSPO:
         with (self.run_dir / METRICS).open("a") as fh:
             fh.write(json.dumps(metrics, sort_keys=True) + "\n")
         every = self.settings.train.checkpoint_every
-        if checkpoint or self.iteration % every == 0 or self.iteration >= self.settings.train.iterations:
-            self.save()
+        if checkpoint or self.worker or self.iteration % every == 0 or self.iteration >= self.settings.train.iterations:
+            saved = self.save()
+            if self.worker is not None:  # the worker generates the next iteration with this policy
+                self.worker.policy.load(saved / "model")
         return metrics
+
+    def close(self) -> None:
+        """Stop the generation worker, if one runs."""
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
 
     def run_iteration(self) -> dict:
         """play -> score -> update: one whole Iterative-SPO iteration."""
