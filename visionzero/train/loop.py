@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from visionzero.game import read_records, write_records
-from visionzero.models.loading import load_model
+from visionzero.models.loading import load_model, resolve_spec
 from visionzero.rl.advantages import RaeState
 from visionzero.rl.controller import PhaseController, PhaseState
 from visionzero.rollout.engine import GameEngine, derive_seed, setup_games
@@ -126,18 +126,18 @@ class IterativeSPO:
                     shutil.rmtree(self.run_dir / sub, ignore_errors=True)
                 (self.run_dir / METRICS).unlink(missing_ok=True)
                 resume_from = None
-        base = load_model(settings.model, settings.runtime)
-        self.base_spec = base.path
+        self.base_spec = resolve_spec(settings.model)
         if resume_from is None:
-            self.loaded, reference = base, None
+            self.loaded, reference = load_model(settings.model, settings.runtime), None
         elif settings.train.lora.enabled:  # the base plus the trained adapter, still trainable
             from peft import PeftModel
 
-            base.model = PeftModel.from_pretrained(base.model, str(resume_from / "model"), is_trainable=True)
-            self.loaded, reference = base, None
+            self.loaded, reference = load_model(settings.model, settings.runtime), None
+            self.loaded.model = PeftModel.from_pretrained(self.loaded.model, str(resume_from / "model"), is_trainable=True)
         else:
             self.loaded = load_model(settings.model, settings.runtime, spec=str(resume_from / "model"))
-            reference = base.model
+            # the KL anchor is the starting model; without KL it is never loaded
+            reference = load_model(settings.model, settings.runtime).model if settings.train.kl_beta > 0 else None
         self.trainer = PolicyTrainer(self.loaded, settings.train, reference=reference, seed=derive_seed(settings.runtime.seed, "init"))
         self.worker = None
         if settings.rollout.backend == "worker":  # generation in its own process (vLLM on GPU)
