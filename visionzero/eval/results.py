@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
+
+from visionzero.fileio import write_text_atomic
 
 
 def _check(metrics: Mapping[str, float]) -> dict[str, float]:
@@ -23,17 +24,9 @@ def _check(metrics: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
-def _write_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def write_results(path: str | Path, metrics: Mapping[str, float]) -> Path:
     """Write the metrics as one JSON object (sorted keys, 2-space indent)."""
-    return _write_atomic(Path(path), json.dumps(_check(metrics), sort_keys=True, indent=2) + "\n")
+    return write_text_atomic(Path(path), json.dumps(_check(metrics), sort_keys=True, indent=2) + "\n")
 
 
 def read_results(path: str | Path) -> dict[str, float]:
@@ -53,7 +46,7 @@ def append_curve(path: str | Path, iteration: int, metrics: Mapping[str, float])
     rows.append({"iteration": int(iteration), **_check(metrics)})
     rows.sort(key=lambda r: r["iteration"])
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-    return _write_atomic(path, text)
+    return write_text_atomic(path, text)
 
 
 def read_curve(path: str | Path) -> list[dict[str, float]]:

@@ -9,12 +9,12 @@ completion token ids and the behaviour log-probs. One game is one JSON line.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from visionzero.fileio import write_text_atomic
 from visionzero.game.parsing import ParsedClue, ParsedVote
 from visionzero.settings.schema import GameSettings
 
@@ -163,15 +163,8 @@ def write_records(path: str | Path, games: Iterable[Game]) -> Path:
     Keys are sorted and non-ASCII is escaped, so the same games give the same bytes and
     any string a model emits (lone surrogates included) survives the round trip.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="ascii", newline="\n") as f:
-        for game in games:
-            f.write(json.dumps(game.to_dict(), sort_keys=True, separators=(",", ":")))
-            f.write("\n")
-    os.replace(tmp, path)
-    return path
+    lines = (json.dumps(game.to_dict(), sort_keys=True, separators=(",", ":")) + "\n" for game in games)
+    return write_text_atomic(path, "".join(lines))
 
 
 def read_records(path: str | Path) -> list[Game]:

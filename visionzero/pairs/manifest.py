@@ -11,11 +11,12 @@ order, so the same pairs always give the same bytes.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
+
+from visionzero.fileio import write_text_atomic
 
 MANIFEST_NAME = "manifest.jsonl"
 Domain = Literal["clevr", "chart", "photo"]
@@ -102,10 +103,4 @@ def read_manifest(root: str | Path) -> list[PairRecord]:
 
 def write_manifest(root: str | Path, records: Iterable[PairRecord]) -> Path:
     """Write `root/manifest.jsonl` atomically (a reader never sees half a file)."""
-    path = Path(root) / MANIFEST_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="\n") as fh:
-        for record in records:
-            fh.write(record.to_json() + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(Path(root) / MANIFEST_NAME, "".join(r.to_json() + "\n" for r in records))

@@ -26,17 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from visionzero.fileio import write_text_atomic
+
 LATEST = "latest"
 
 
 def checkpoint_name(iteration: int) -> str:
     return f"iter-{iteration:06d}"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def rng_state() -> dict[str, Any]:
@@ -81,7 +77,7 @@ def save_checkpoint(root: Path, iteration: int, model, processor, optimizer, sch
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _write_atomic(root / LATEST, final.name)
+    write_text_atomic(root / LATEST, final.name)
     for old in sorted(p for p in root.glob("iter-*") if p.is_dir() and not p.name.endswith(".tmp"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -19,15 +19,8 @@ SUMMARY_KEYS = ["iteration", "game/vote_accuracy", "game/na_rate", "game/spy_ide
 
 def write_curves(run_dir: str | Path) -> Path:
     """curves.csv: one row per iteration (stage_id: 0 decision, 1 clue, as in the paper)."""
-    rows = read_metrics(run_dir)
-    path = Path(run_dir) / "curves.csv"
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([c.replace("/", "_") for c in CURVE_COLUMNS])
-        for m in rows:
-            m = {**m, "stage_id": 1 if m["stage"] == "clue" else 0}
-            writer.writerow([_fmt(m.get(c, "")) for c in CURVE_COLUMNS])
-    return path
+    rows = [{**m, "stage_id": 1 if m["stage"] == "clue" else 0} for m in read_metrics(run_dir)]
+    return write_rows_csv(rows, Path(run_dir) / "curves.csv", CURVE_COLUMNS)
 
 
 def _fmt(value) -> str:
@@ -77,11 +70,12 @@ def plot_curves(run_dir: str | Path) -> Path:
     return path
 
 
-def write_rows_csv(rows: list[dict], path: str | Path) -> Path:
-    """Rows of numbers (e.g. an evaluation curve) as CSV, columns sorted, `/` as `_` (DVC plots)."""
+def write_rows_csv(rows: list[dict], path: str | Path, columns: list[str] | None = None) -> Path:
+    """Rows of numbers as CSV, `/` in names as `_` (DVC plots). Columns: the given ones, or
+    `iteration` then every other key sorted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = ["iteration"] + sorted({k for r in rows for k in r} - {"iteration"})
+    columns = columns or ["iteration"] + sorted({k for r in rows for k in r} - {"iteration"})
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow([c.replace("/", "_") for c in columns])
