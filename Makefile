@@ -21,7 +21,7 @@ lint: setup
 # torch, fastapi and transformers, which clash with Prefect's). Then set
 # rollout.backend=worker, rollout.worker_engine=vllm, rollout.worker_python=.venv-vllm/bin/python.
 vllm-env:
-	@python3 -m venv .venv-vllm && .venv-vllm/bin/pip install -q "vllm>=0.22,<=0.31" && .venv-vllm/bin/pip install -q --no-deps -e .
+	@python3 -m venv .venv-vllm && .venv-vllm/bin/pip install -q "vllm>=0.31,<0.32" && .venv-vllm/bin/pip install -q --no-deps -e .
 
 clean:
 	rm -rf runs .cache mlflow.db

@@ -71,11 +71,13 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="settings override, e.g. runtime.threads=2")
     args = parser.parse_args()
 
-    s = load_settings(str(Path(__file__).parents[1] / "params.yaml"), ["game.clue.max_new_tokens=24", "game.decision.max_new_tokens=16", *args.overrides])
+    # the configured game and budgets (params.yaml); --set changes them for both sides at once
+    s = load_settings(str(Path(__file__).parents[1] / "params.yaml"), args.overrides)
     loaded = load_model(s.model, s.runtime)
     policy = HFPolicy(loaded, micro_batch_size=256)
     pairs = simple_pairs(Path(tempfile.mkdtemp()), args.games)
 
+    GameEngine(policy, s.game).play(setup_games(pairs[:2], s.game, seed=1), 0)  # warm-up: first-call costs, image cache
     recorder = Recorder(policy)
     games = setup_games(pairs, s.game, seed=0)
     stats, t_a = timed(GameEngine(recorder, s.game).play, games, 0)

@@ -12,13 +12,14 @@ It serves three JSON endpoints on loopback (stdlib http.server; nothing else to 
     POST /load      {"path": checkpoint dir} -> the new policy, without restarting anything
 The orchestration side talks to it through `remote.RemotePolicy` and never imports vllm.
 Engines: `hf` (transformers, the same code as the in-process backend: runs anywhere, and is
-what the CPU tests use) and `vllm` (GPU).
+what the CPU tests use) and `vllm` (GPU, `vllm_engine.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -48,58 +49,6 @@ class HFEngine:
 
     def generate(self, requests: list[_Request], sampling: Sampling, seed: int) -> list[list[Completion]]:
         return self.policy.generate(requests, sampling, seed)
-
-
-class VllmEngine:
-    """vLLM offline engine (GPU). A new policy is loaded by rebuilding the engine from the
-    checkpoint on disk: version-independent and simple; vLLM's native weight transfer is
-    the faster path for large models."""
-
-    def __init__(self, path: str, gpu_memory_utilization: float = 0.4):
-        self.gpu_memory_utilization = gpu_memory_utilization
-        self.llm = None
-        self.load(path)
-
-    def load(self, path: str) -> None:
-        import gc
-
-        import torch
-        from vllm import LLM
-
-        if self.llm is not None:
-            del self.llm
-            gc.collect()
-            torch.cuda.empty_cache()
-        self.llm = LLM(model=path, gpu_memory_utilization=self.gpu_memory_utilization, limit_mm_per_prompt={"image": 1})
-
-    def generate(self, requests: list[_Request], sampling: Sampling, seed: int) -> list[list[Completion]]:
-        from vllm import SamplingParams
-
-        from visionzero.rollout.images import load_image
-
-        params = SamplingParams(
-            n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or -1,
-            max_tokens=sampling.max_new_tokens, seed=seed, logprobs=0,
-        )  # fmt: skip
-        conversations = []
-        for r in requests:  # vLLM takes PIL images inline in the chat messages
-            conversations.append([
-                {**m, "content": [
-                    {"type": "image_pil", "image_pil": load_image(p["image"])} if p.get("type") == "image" else p
-                    for p in m["content"]
-                ]} if isinstance(m.get("content"), list) else m
-                for m in r.messages
-            ])  # fmt: skip
-        outputs = self.llm.chat(conversations, params, use_tqdm=False)
-        results = []
-        for out in outputs:
-            samples = []
-            for c in out.outputs:
-                logprobs = [next(iter(d.values())).logprob for d in c.logprobs] if c.logprobs else None
-                finished = c.finish_reason == "stop"
-                samples.append(Completion(list(out.prompt_token_ids), list(c.token_ids), c.text, finished, logprobs))
-            results.append(samples)
-        return results
 
 
 def _completion_dict(c: Completion) -> dict[str, Any]:
@@ -158,7 +107,15 @@ def main(argv=None) -> None:
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.4)
     args = parser.parse_args(argv)
     if args.engine == "vllm":
-        engine = VllmEngine(args.model, args.gpu_memory_utilization)
+        from visionzero.rollout.vllm_engine import VllmEngine
+
+        try:
+            engine = VllmEngine(args.model, args.gpu_memory_utilization)
+        except ModuleNotFoundError as exc:  # only the vLLM environment has vllm
+            if exc.name != "vllm":
+                raise
+            raise SystemExit(f"worker: vllm is not installed for {sys.executable}; run `make vllm-env` "
+                             "and set rollout.worker_python=.venv-vllm/bin/python") from None  # fmt: skip
     else:
         engine = HFEngine(args.model, args.micro_batch_size)
     serve(engine, args.model, args.host, args.port, args.ready_file)

@@ -288,3 +288,10 @@ class Settings(Section):
     eval: EvalSettings = Field(default_factory=EvalSettings, description="Evaluation.")
     tracking: TrackingSettings = Field(default_factory=TrackingSettings, description="MLflow tracking.")
     registry: RegistrySettings = Field(default_factory=RegistrySettings, description="MLflow model registry and promotion.")
+
+    @model_validator(mode="after")
+    def _serveable_policy(self) -> "Settings":
+        # Checkpoints of a LoRA run hold adapters, which the vLLM worker cannot load as a model.
+        if self.rollout.backend == "worker" and self.rollout.worker_engine == "vllm" and self.train.lora.enabled:
+            raise ValueError("rollout.worker_engine=vllm serves full models only; set train.lora.enabled=false or rollout.worker_engine=hf")
+        return self
