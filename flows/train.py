@@ -49,7 +49,7 @@ def train_flow(params: str = "params.yaml", overrides: list[str] | None = None) 
         log_metrics(params, overrides, run_dir, metrics, done)
         if done % s.eval.every == 0 and done < total:  # the final one is the evaluate flow's
             checkpoint = current_checkpoint(params, overrides, run_dir, pairs)  # this exact policy
-            results = evaluate_checkpoint(params, overrides, str(checkpoint / "model"), f"{run_dir}/eval", done)
+            results = evaluate_checkpoint(params, overrides, str(checkpoint / "model"), f"{run_dir}/eval", done, run_dir)
             log_metrics(params, overrides, run_dir, {f"eval/{k}": v for k, v in results.items()}, done)
         if done % s.tracking.viewer_every == 0 or done == total:
             page = game_viewer(games, title=f"iteration {done} ({played} stage)")

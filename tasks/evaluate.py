@@ -9,17 +9,25 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from tasks import layout
-from tasks.session import settings_of
+from tasks.session import settings_of, warm_players
 from visionzero.eval.results import append_curve, read_curve, write_results
 from visionzero.eval.runner import evaluate
 from visionzero.train.report import write_rows_csv
 
 
 @task(name="evaluate")
-def evaluate_checkpoint(params: str, overrides: Sequence[str], model: str, out_dir: str, iteration: int) -> dict:
-    """Evaluate model spec `model`; write results.json and add a row to the curve (curve.jsonl/.csv)."""
+def evaluate_checkpoint(
+    params: str, overrides: Sequence[str], model: str, out_dir: str, iteration: int, run_dir: str | None = None
+) -> dict:
+    """Evaluate model spec `model`; write results.json and add a row to the curve (curve.jsonl/.csv).
+
+    With `run_dir` (evaluation during training) the run's policy and starting model are used
+    from memory when they are warm in this process: `model` is then the checkpoint of that
+    exact policy, and nothing is loaded twice.
+    """
     s = settings_of(params, overrides)
-    report = evaluate(s, layout.pairs_dirs(s), model=model)
+    in_memory = warm_players(params, overrides, run_dir) if run_dir else (None, None)
+    report = evaluate(s, layout.pairs_dirs(s), model=model, in_memory=in_memory)
     out = Path(out_dir)
     write_results(out / "results.json", report.metrics)
     curve = append_curve(out / "curve.jsonl", iteration, report.metrics)

@@ -42,6 +42,16 @@ def session(params: str, overrides: Sequence[str], run_dir: str, pairs_dirs: Seq
     return _SESSIONS[key]
 
 
+def warm_players(params: str, overrides: Sequence[str], run_dir: str):
+    """(current policy, starting model or None) of the run's session when it is warm in this
+    process; (None, None) otherwise (steps run elsewhere, or nothing loaded yet)."""
+    settings = settings_of(params, overrides)
+    spo = _SESSIONS.get((str(Path(run_dir).resolve()), settings_hash(settings)))
+    if settings.runtime.python or spo is None:
+        return None, None
+    return spo.eval_players()
+
+
 def release(run_dir: str) -> None:
     """Forget the run's warm policy (a served process must not hold a 7B model between runs)."""
     for key in [k for k in _SESSIONS if k[0] == str(Path(run_dir).resolve())]:

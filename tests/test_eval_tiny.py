@@ -77,3 +77,70 @@ def test_cli_bad_pairs_folder_is_one_line(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "manifest not found" in err[0]
+
+
+TRAIN = ["runtime.device=cpu", "train.games_per_iteration=2", "train.lr=1e-2", "train.phase.mode=decision_only", "train.micro_batch_size=4"]
+
+
+def _trained(settings, run_dir, tmp_path):
+    """An IterativeSPO run one update away from the base (scripted votes give the update a signal)."""
+    from visionzero.train.loop import IterativeSPO
+
+    from .helpers import ScriptedVoter, simple_pairs
+
+    spo = IterativeSPO(settings, run_dir, simple_pairs(tmp_path / "train-pairs", 2))
+    live = spo.policy
+    spo.policy = ScriptedVoter(live, settings.game.n_players, HFPolicy(spo.loaded))
+    spo.train(1)
+    spo.policy = live
+    return spo
+
+
+def _tokens(policy, eval_set, s):
+    from visionzero.game import clue_request
+    from visionzero.rollout.engine import setup_games
+    from visionzero.rollout.types import Sampling
+
+    requests = [clue_request(g, 1, 1) for g in setup_games(eval_set.pairs, s.game, seed=0)]
+    return [c.token_ids for cs in policy.generate(requests, Sampling(8, 1.0), seed=5) for c in cs]
+
+
+def test_evaluation_during_training_reuses_the_models_in_memory(tiny_settings, datasets, tmp_path):
+    """The live policy and the KL reference stand in for the checkpoint and the base: same results, nothing loaded."""
+    from visionzero.eval.runner import evaluate
+
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", *SMALL, *TRAIN, "train.kl_beta=0.04"])
+    spo = _trained(s, tmp_path / "run", tmp_path)
+    live, base = spo.eval_players()
+    assert live is spo.policy and base is not None
+    checkpoint = str(spo.checkpoint_now() / "model")
+    from_memory = evaluate(s, datasets, model=checkpoint, in_memory=(live, base))
+    from_disk = evaluate(s, datasets, model=checkpoint)
+    assert from_memory.metrics == from_disk.metrics
+    assert from_memory.opponent == from_disk.opponent and from_memory.model == checkpoint
+    eval_set = from_disk.eval_set
+    assert _tokens(live, eval_set, s) != _tokens(base, eval_set, s)  # the opponent really is the old model
+
+
+def test_lora_base_is_the_network_with_adapters_off(tiny_settings, tiny_model, datasets, tmp_path):
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", *SMALL, *TRAIN,
+                             "train.lora.enabled=true", "train.lora.r=4"])  # fmt: skip
+    import torch
+
+    spo = _trained(s, tmp_path / "run", tmp_path)
+    with torch.no_grad():  # one small step barely moves B (zero at init): make the adapters matter
+        for name, p in spo.trainer.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.5)
+    live, base = spo.eval_players()
+    eval_set = build_eval_set(heldout_pairs(datasets), s.eval)
+    on = _tokens(live, eval_set, s)
+    off, fresh = _tokens(base, eval_set, s), _tokens(HFPolicy(tiny_model), eval_set, s)
+    assert off == fresh and on != off
+    assert _tokens(live, eval_set, s) == on  # the adapters are on again afterwards
+
+
+def test_without_a_reference_the_base_is_loaded(tiny_settings, tmp_path):
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", *SMALL, *TRAIN, "train.kl_beta=0"])
+    spo = _trained(s, tmp_path / "run", tmp_path)
+    assert spo.eval_players() == (spo.policy, None)

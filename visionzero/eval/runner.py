@@ -95,21 +95,41 @@ def load_eval_set(dataset_dirs: Sequence[str | Path], settings: Settings) -> Eva
     return build_eval_set(heldout_pairs(dataset_dirs), settings.eval)
 
 
-def load_players(settings: Settings, model: str | None = None, opponent: str | None = None) -> tuple[Policy, Policy, str, str]:
+def load_players(
+    settings: Settings,
+    model: str | None = None,
+    opponent: str | None = None,
+    in_memory: tuple[Policy | None, Policy | None] = (None, None),
+) -> tuple[Policy, Policy, str, str]:
     """(candidate, opponent, candidate path, opponent path) for model spec `model` (default
-    model.spec) and `opponent` (default eval.opponent; 'base' = model.spec, the starting model)."""
+    model.spec) and `opponent` (default eval.opponent; 'base' = model.spec, the starting model).
+
+    `in_memory` = (current policy, starting model) already loaded by a training run: used
+    instead of loading `model` and the base again. A spec is loaded at most once.
+    """
     from visionzero.models import load_model
+    from visionzero.models.loading import resolve_spec
     from visionzero.rollout.hf_backend import HFPolicy
 
     model_spec = model or settings.model.spec
     opponent_spec = opponent or settings.eval.opponent
     if opponent_spec == "base":
         opponent_spec = settings.model.spec
-    mb = settings.rollout.micro_batch_size
-    loaded = load_model(settings.model, settings.runtime, spec=model_spec)
-    # the same spec is loaded once: two policies over one frozen model
-    other = loaded if opponent_spec == model_spec else load_model(settings.model, settings.runtime, spec=opponent_spec)
-    return HFPolicy(loaded, mb), HFPolicy(other, mb), loaded.path, other.path
+    loaded: dict[str, tuple[Policy, str]] = {}
+
+    def policy(spec: str) -> tuple[Policy, str]:
+        if spec not in loaded:  # the same spec twice: two players over one frozen model
+            m = load_model(settings.model, settings.runtime, spec=spec)
+            loaded[spec] = (HFPolicy(m, settings.rollout.micro_batch_size), m.path)
+        return loaded[spec]
+
+    live, base = in_memory
+    candidate, model_path = (live, model_spec) if live is not None else policy(model_spec)
+    if base is not None and opponent_spec == settings.model.spec:
+        other, opponent_path = base, resolve_spec(settings.model)
+    else:
+        other, opponent_path = policy(opponent_spec)
+    return candidate, other, model_path, opponent_path
 
 
 def evaluate(
@@ -118,11 +138,12 @@ def evaluate(
     model: str | None = None,
     opponent: str | None = None,
     progress: Progress | None = None,
+    in_memory: tuple[Policy | None, Policy | None] = (None, None),
 ) -> EvalReport:
     """Evaluate model spec `model` against `opponent` (see `load_players`) on the fixed set of
     the held-out pairs in `dataset_dirs` (see `load_eval_set`)."""
     eval_set = load_eval_set(dataset_dirs, settings)
-    candidate, other, model_path, opponent_path = load_players(settings, model, opponent)
+    candidate, other, model_path, opponent_path = load_players(settings, model, opponent, in_memory)
     report = evaluate_policies(candidate, other, eval_set, settings, progress)
     report.model, report.opponent = model_path, opponent_path
     return report

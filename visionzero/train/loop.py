@@ -20,7 +20,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from visionzero.game import read_records, write_records
@@ -29,6 +29,7 @@ from visionzero.rl.advantages import RaeState
 from visionzero.rl.controller import PhaseController, PhaseState
 from visionzero.rollout.engine import GameEngine, derive_seed, setup_games
 from visionzero.rollout.hf_backend import HFPolicy
+from visionzero.rollout.types import Completion, Policy, Sampling
 from visionzero.settings import Settings, flatten, settings_dict
 from visionzero.train.checkpoint import (
     latest_checkpoint,
@@ -87,6 +88,17 @@ def settings_changes(saved: dict, current: dict) -> list[str]:
         k for k in set(a) | set(b)
         if a.get(k) != b.get(k) and not any(k == p or (p.endswith(".") and k.startswith(p)) for p in RESUMABLE_CHANGES)
     )  # fmt: skip
+
+
+class AdaptersOff:
+    """A policy over a LoRA-wrapped model with the adapters switched off: the starting model."""
+
+    def __init__(self, policy: Policy, peft_model):
+        self.policy, self.peft_model = policy, peft_model
+
+    def generate(self, requests: Sequence, sampling: Sampling, seed: int = 0) -> list[list[Completion]]:
+        with self.peft_model.disable_adapter():
+            return self.policy.generate(requests, sampling, seed)
 
 
 class IterativeSPO:
@@ -268,6 +280,23 @@ class IterativeSPO:
             if self.worker is not None:  # the worker generates the next iteration with this policy
                 self.worker.policy.load(saved / "model")
         return metrics
+
+    def eval_players(self) -> tuple[Policy, Policy | None]:
+        """(current policy, starting model or None) as they already sit in memory.
+
+        Evaluating during training with these loads nothing: the candidate is the live policy
+        (or the worker, which holds the newest checkpoint), and the frozen base opponent is the
+        KL reference (a frozen copy, or with LoRA the same network with its adapters off).
+        None: the starting model is not in memory (kl_beta 0) and must be loaded.
+        """
+        self.trainer.model.eval()  # update() switches back to train()
+        base = None
+        if self.settings.train.lora.enabled:
+            peft_model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+            base = AdaptersOff(HFPolicy(self.loaded, self.settings.rollout.micro_batch_size), peft_model)
+        elif self.trainer.ref_model is not None:
+            base = HFPolicy(replace(self.loaded, model=self.trainer.ref_model), self.settings.rollout.micro_batch_size)
+        return self.policy, base
 
     def close(self) -> None:
         """Stop the generation worker, if one runs."""
