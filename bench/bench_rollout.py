@@ -8,7 +8,8 @@ same token budget (completions of a random model almost always run to max_new_to
       in one call, as the released code samples them);
   (c) upper bound: plain batched generate over exactly the prompts (a) produced, with no
       game logic, parsing or recording.
-Goals: (a)/(b) >= 10x at 32 games; (a)/(c) >= 0.8.
+Goals: (a)/(b) >= 10x at 32 games; (a)/(c) >= 0.8. Also printed: prefill and decode-step
+times at batch 1 and batch B, which bound what batching can gain on this machine.
 
     python bench/bench_rollout.py [--games 32] [--json bench/results/rollout.json]
 """
@@ -52,6 +53,22 @@ def official_pattern(policy, games, settings) -> int:
     return tokens
 
 
+def decode_step_ms(policy, requests, steps: int = 32) -> tuple[float, float]:
+    """(prefill, one decode step) in ms for this batch: the ceiling of (a)/(b) in one line.
+
+    Batching divides the per-token cost only where a step is overhead-bound; a prefill is
+    compute-bound at any batch size, so it costs (b) and (a) the same per token.
+    """
+    import torch
+
+    batch, loaded = policy.encode(requests), policy.loaded
+    kw = dict(do_sample=True, suppress_tokens=loaded.suppressed_ids, pad_token_id=loaded.tokenizer.pad_token_id)
+    with torch.inference_mode():
+        _, t1 = timed(loaded.model.generate, **batch, max_new_tokens=1, min_new_tokens=1, **kw)
+        _, tn = timed(loaded.model.generate, **batch, max_new_tokens=steps + 1, min_new_tokens=steps + 1, **kw)
+    return t1 * 1e3, (tn - t1) / steps * 1e3
+
+
 class Recorder:
     """Passes batches through and keeps them, to replay the same prompts in (c)."""
 
@@ -90,6 +107,10 @@ def main() -> None:
     few = setup_games(pairs[: args.official_games], s.game, seed=0)
     tokens_b, t_b = timed(official_pattern, policy, few, s.game)
 
+    first_turn = recorder.batches[0][0]  # the first speakers' prompts of all games
+    decode_step_ms(policy, first_turn[:1], 4)  # warm-up
+    (p1, d1), (pb, db) = decode_step_ms(policy, first_turn[:1]), decode_step_ms(policy, first_turn)
+
     games_a, games_b = args.games / t_a, args.official_games / t_b
     report("rollout", {
         "games (a, c)": args.games, "games (b)": args.official_games,
@@ -98,6 +119,10 @@ def main() -> None:
         "(c) plain batched generate tokens/s": tokens_c / t_c,
         "(a)/(b) games/s": games_a / games_b,
         "(a)/(c) tokens/s": (stats.generated_tokens / t_a) / (tokens_c / t_c),
+        "prefill ms, batch 1": p1, f"prefill ms, batch {len(first_turn)}": pb,
+        "decode step ms, batch 1": d1, f"decode step ms, batch {len(first_turn)}": db,
+        "decode tokens/s ratio, batch B / batch 1": len(first_turn) * d1 / db,
+        "prefill tokens/s ratio, batch B / batch 1": len(first_turn) * p1 / pb,
     }, args.json)  # fmt: skip
 
 
