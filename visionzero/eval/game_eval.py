@@ -9,13 +9,10 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from visionzero.game import Game
+from visionzero.rl.stats import mean
 from visionzero.rollout.engine import GameEngine, RolloutStats, derive_seed, setup_games
 from visionzero.rollout.types import Policy
 from visionzero.settings.schema import GameSettings
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
 
 
 def _group_metrics(games: Sequence[Game]) -> dict[str, float]:
@@ -28,17 +25,17 @@ def _group_metrics(games: Sequence[Game]) -> dict[str, float]:
         "games": float(len(games)),
         "votes": float(n_votes),
         # majority: the spy got strictly more valid votes than any other seat
-        "spy_identified": _mean([float(g.spy_identified) for g in games]),
+        "spy_identified": mean([float(g.spy_identified) for g in games]),
         # per sample: share of all votes (N/A and invalid included) naming the spy
         "vote_accuracy": correct / n_votes if n_votes else 0.0,
         "na_rate": sum(v.kind == "na" for v in votes) / n_votes if n_votes else 0.0,
         "invalid_rate": sum(v.kind == "invalid" for v in votes) / n_votes if n_votes else 0.0,
-        "vote_format_rate": _mean([float(v.format_ok) for v in votes]),
-        "clue_valid_rate": _mean([float(t.clue.valid) for t in clues if t.clue]),
+        "vote_format_rate": mean([float(v.format_ok) for v in votes]),
+        "clue_valid_rate": mean([float(t.clue.valid) for t in clues if t.clue]),
         # lengths in generated tokens (turns without token ids, e.g. scripted ones, are skipped)
-        "clue_tokens": _mean([float(len(t.completion_ids)) for t in clues if t.completion_ids is not None]),
-        "vote_tokens": _mean([float(len(t.completion_ids)) for t in vote_turns if t.completion_ids is not None]),
-        "clue_chars": _mean([float(len(t.clue.text)) for t in clues if t.clue and t.clue.valid]),
+        "clue_tokens": mean([float(len(t.completion_ids)) for t in clues if t.completion_ids is not None]),
+        "vote_tokens": mean([float(len(t.completion_ids)) for t in vote_turns if t.completion_ids is not None]),
+        "clue_chars": mean([float(len(t.clue.text)) for t in clues if t.clue and t.clue.valid]),
     }
 
 

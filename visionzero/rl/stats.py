@@ -22,6 +22,12 @@ from visionzero.rl.rewards import (
 from visionzero.settings.schema import RewardSettings
 
 
+def mean(values) -> float:
+    """Arithmetic mean; 0.0 for no values (an empty batch logs zeros, not NaN)."""
+    values = list(values)
+    return math.fsum(values) / len(values) if values else 0.0
+
+
 class VoteGame(NamedTuple):
     """The votes cast in one game and the true spy's seat."""
 

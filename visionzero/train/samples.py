@@ -15,7 +15,7 @@ from typing import Literal
 from visionzero.game import Game
 from visionzero.rl.advantages import ClueGame, RaeState, rae_grouped
 from visionzero.rl.rewards import GameRewards, Vote, civilian_game_rewards, observer_game_rewards
-from visionzero.rl.stats import VoteGame, batch_stats, na_warning
+from visionzero.rl.stats import VoteGame, batch_stats, mean, na_warning
 from visionzero.settings.schema import RewardSettings
 
 Stage = Literal["clue", "decision"]
@@ -76,17 +76,12 @@ def score_games(games: Sequence[Game], settings: RewardSettings, rae: RaeState) 
         [VoteGame(_votes(g), g.spy_seat) for g in games], [r.decision for r in rewards], clue_games, new_rae
     )
     stats["spy_identified"] = sum(g.spy_identified for g in games) / max(1, len(games))
-    stats["clue_valid_rate"] = _mean([t.clue.valid for g in games for t in g.clue_turns()])
+    stats["clue_valid_rate"] = mean([t.clue.valid for g in games for t in g.clue_turns()])
     first = games[0] if games else None
     warning = (
         na_warning(stats["na_rate"], settings, first.n_players, first.settings.voting) if first else None
     )
     return ScoredGames(rewards, clue_adv, new_rae, stats, warning)
-
-
-def _mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values) if values else 0.0
 
 
 def training_samples(games: Sequence[Game], scored: ScoredGames, stage: Stage) -> list[TrainSample]:
