@@ -22,6 +22,13 @@ class ModelFamily:
     end_of_turn: str  # token that ends an assistant turn (generation stops there)
     media_pad_tokens: tuple[str, ...]  # never sampled: a stray one breaks the next forward
 
+    def end_of_turn_id(self, tokenizer) -> int:
+        return int(tokenizer.convert_tokens_to_ids(self.end_of_turn))
+
+    def suppressed_ids(self, tokenizer) -> list[int]:
+        """Token ids generation must never sample (image/video pads)."""
+        return [int(tokenizer.convert_tokens_to_ids(t)) for t in self.media_pad_tokens]
+
 
 def _qwen2_5_vl():
     from transformers import Qwen2_5_VLForConditionalGeneration

@@ -38,12 +38,12 @@ class LoadedModel:
 
     @property
     def end_of_turn_id(self) -> int:
-        return self.token_id(self.family.end_of_turn)
+        return self.family.end_of_turn_id(self.tokenizer)
 
     @property
     def suppressed_ids(self) -> list[int]:
         """Token ids generation must never sample (image/video pads)."""
-        return [self.token_id(t) for t in self.family.media_pad_tokens]
+        return self.family.suppressed_ids(self.tokenizer)
 
 
 def resolve_device(runtime: RuntimeSettings) -> str:

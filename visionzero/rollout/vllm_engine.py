@@ -87,8 +87,7 @@ def special_token_ids(path: str | Path, tokenizer) -> tuple[int, list[int]]:
     from visionzero.models.families import family_for_model_type
 
     family = family_for_model_type(json.loads((Path(path) / "config.json").read_text())["model_type"])
-    ids = [tokenizer.convert_tokens_to_ids(t) for t in (family.end_of_turn, *family.media_pad_tokens)]
-    return ids[0], ids[1:]
+    return family.end_of_turn_id(tokenizer), family.suppressed_ids(tokenizer)
 
 
 class VllmEngine:
