@@ -16,8 +16,9 @@ _TRACKERS: dict[str, RunTracker] = {}
 
 def tracker(params: str, overrides: Sequence[str], run_dir: str) -> RunTracker:
     key = str(Path(run_dir).resolve())
-    if key not in _TRACKERS:
+    if key not in _TRACKERS:  # a new process, or training has ended: log to the folder's run
         _TRACKERS[key] = RunTracker(settings_of(params, overrides).tracking, run_dir)
+        _TRACKERS[key].attach()
     return _TRACKERS[key]
 
 

@@ -50,6 +50,22 @@ def test_run_params_metrics_and_resume(store, tmp_path):
     again = RunTracker(settings.tracking, tmp_path / "run")
     assert again.start("test", settings, {}) == run_id
 
+    # after training ended, another process logs the final evaluation on that same run
+    later = RunTracker(settings.tracking, tmp_path / "run")
+    assert later.attach() == run_id
+    later.log_metrics({"final_eval/win_rate": 0.5}, step=2)
+    (tmp_path / "results.json").write_text("{}")
+    later.log_artifacts([tmp_path / "results.json"], "eval")
+    assert later.enabled
+    assert client.get_metric_history(run_id, "final_eval/win_rate")[0].value == 0.5
+    assert [a.path for a in client.list_artifacts(run_id, "eval")] == ["eval/results.json"]
+    # a folder without a run has nothing to attach to, and logging is a no-op
+    alone = RunTracker(settings.tracking, tmp_path / "elsewhere")
+    assert alone.attach() is None
+    alone.log_artifacts([tmp_path / "results.json"])
+    alone.log_metrics({"a": 1.0}, step=1)
+    assert alone.enabled
+
 
 def test_registry_gate_refuses_a_worse_challenger(store, tmp_path):
     from mlflow import MlflowClient
@@ -87,6 +103,21 @@ def test_dead_server_warns_once_and_training_goes_on(tmp_path, caplog):
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "127.0.0.1:9" in warnings[0].getMessage()
     assert not tracker.enabled
+
+
+def test_dead_server_after_training_warns_once(tmp_path, caplog):
+    """The final evaluation's tracker (a new process) finds the run on disk but the server gone."""
+    settings = load_settings(None, ["tracking.uri=http://127.0.0.1:9"])
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/mlflow_run.json").write_text(json.dumps({"uri": "http://127.0.0.1:9", "run_id": "r", "experiment_id": "1"}))
+    tracker = RunTracker(settings.tracking, tmp_path / "run")
+    start = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="visionzero.tracking"):
+        assert tracker.attach() is None
+        tracker.log_metrics({"a": 1.0}, step=1)
+        tracker.log_artifacts([tmp_path / "run/mlflow_run.json"])
+    assert time.perf_counter() - start < 10
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
 
 
 def test_provenance_tags(tmp_path, repo_root):

@@ -51,6 +51,7 @@ class RunTracker:
         self.experiment_id: str | None = None
         self.enabled = settings.enabled
         self._client = None
+        self._checked = False
 
     # --------------------------------------------------------------- failure policy
     def _disable(self, what: str, exc: BaseException | str) -> None:
@@ -73,28 +74,38 @@ class RunTracker:
         if self._client is None:
             from mlflow import MlflowClient
 
+            # A dead server must not hang training in retries.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
             self._client = MlflowClient(tracking_uri=self.settings.uri)
         return self._client
 
+    def _check_server(self) -> bool:
+        """Once per tracker: a dead server turns tracking off before any call can hang."""
+        if self.enabled and not self._checked:
+            self._checked = True
+            if reason := _reachable(self.settings.uri):
+                self._disable("connection", reason)
+        return self.enabled
+
     # --------------------------------------------------------------- run lifecycle
+    def attach(self) -> str | None:
+        """Log to the run the folder already has (e.g. the final evaluation, after training
+        ended, from another flow or process); None when it has none at this tracking URI."""
+        saved = self.run_dir / RUN_FILE
+        if self.run_id is None and self.enabled and saved.exists():
+            data = json.loads(saved.read_text())
+            if data.get("uri") == self.settings.uri and self._check_server():
+                self.run_id, self.experiment_id = data["run_id"], data["experiment_id"]
+        return self.run_id
+
     def start(self, run_name: str, settings: Settings, tags: dict[str, str]) -> str | None:
         """Resume the folder's run if it has one, else create it; log params and tags."""
-        if not self.enabled:
+        if not self._check_server():
             return None
-        # A dead server must not hang training in retries.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        reason = _reachable(self.settings.uri)
-        if reason:
-            self._disable("connection", reason)
-            return None
-        saved = self.run_dir / RUN_FILE
-        if saved.exists():
-            data = json.loads(saved.read_text())
-            if data.get("uri") == self.settings.uri:
-                self.run_id, self.experiment_id = data["run_id"], data["experiment_id"]
-                self._call("resume", self.client.update_run, self.run_id, status="RUNNING")
-                return self.run_id if self.enabled else None
+        if self.attach() is not None:
+            self._call("resume", self.client.update_run, self.run_id, status="RUNNING")
+            return self.run_id if self.enabled else None
         exp = self._call("experiment", self.client.get_experiment_by_name, self.settings.experiment)
         if not self.enabled:
             return None
@@ -107,7 +118,9 @@ class RunTracker:
         self.run_id = run.info.run_id
         self.log_params(flatten(settings_dict(settings)))
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps({"uri": self.settings.uri, "run_id": self.run_id, "experiment_id": self.experiment_id}))
+        (self.run_dir / RUN_FILE).write_text(
+            json.dumps({"uri": self.settings.uri, "run_id": self.run_id, "experiment_id": self.experiment_id})
+        )
         return self.run_id
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -135,10 +148,14 @@ class RunTracker:
             self._call("log metrics", self.client.log_batch, self.run_id, metrics=items[i : i + 1000])
 
     def set_tags(self, tags: dict[str, str]) -> None:
+        if self.run_id is None:
+            return
         for key, value in tags.items():
             self._call("set tag", self.client.set_tag, self.run_id, key, value)
 
     def log_artifacts(self, paths: Iterable[str | Path], artifact_path: str | None = None) -> None:
+        if self.run_id is None:
+            return
         for path in paths:
             if Path(path).exists():
                 self._call("log artifact", self.client.log_artifact, self.run_id, str(path), artifact_path)
