@@ -94,8 +94,17 @@ def test_the_orchestration_side_never_imports_vllm():
     assert "vllm" not in sys.modules
 
 
-def test_vllm_worker_without_vllm_fails_with_one_clear_line(tiny_settings):
-    from visionzero.rollout.remote import WorkerError, WorkerProcess
+def test_vllm_worker_without_vllm_fails_with_one_clear_line(tiny_settings, tmp_path, capsys):
+    from visionzero.cli.main import main
+    from visionzero.pairs.generate import generate_pairs
 
-    with pytest.raises(WorkerError, match="vllm is not installed for .*make vllm-env"):
-        WorkerProcess(ensure_tiny(tiny_settings.model), engine="vllm", start_timeout=120)
+    generate_pairs(load_settings(None, ["pairs.image_size=112"]).pairs, "clevr", 2, tmp_path / "pairs", n_eval=0, workers=1)
+    args = ["train", "--params", "/dev/null", "--pairs", str(tmp_path / "pairs"), "--run-dir", str(tmp_path / "run")]
+    for o in [f"model.cache_dir={tiny_settings.model.cache_dir}", "runtime.device=cpu",
+              "rollout.backend=worker", "rollout.worker_engine=vllm"]:  # fmt: skip
+        args += ["--set", o]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "vllm is not installed for" in err[0] and "make vllm-env" in err[0]

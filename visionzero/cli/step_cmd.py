@@ -25,12 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _step(args: argparse.Namespace) -> int:
+    from visionzero.rollout.remote import WorkerError
     from visionzero.train.loop import IterativeSPO, pair_pool
 
     settings = settings_from_args(args)
     try:
         spo = IterativeSPO(settings, args.run_dir, pair_pool(args.pairs, "train"), restart_on_change=True)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, WorkerError) as exc:
         raise CliError(str(exc)) from None
     try:
         if args.name == "play":
@@ -39,6 +40,8 @@ def _step(args: argparse.Namespace) -> int:
             result = {"scores": str(spo.score(args.games))}
         else:
             result = spo.update(args.games, args.scores, checkpoint=True)
+    except WorkerError as exc:  # the generation worker died or refused a checkpoint
+        raise CliError(str(exc)) from None
     finally:
         spo.close()
     print(json.dumps(result))

@@ -24,6 +24,7 @@ def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from visionzero.models import ModelLoadError
+    from visionzero.rollout.remote import WorkerError
     from visionzero.train.loop import IterativeSPO, pair_pool
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -34,7 +35,7 @@ def _train(args: argparse.Namespace) -> int:
         spo = IterativeSPO(settings, run_dir, pool, restart_on_change=args.restart)
     except ModelLoadError as exc:
         raise CliError(str(exc)) from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, WorkerError) as exc:
         raise CliError(str(exc)) from None
     target = args.iterations or settings.train.iterations
     if spo.iteration:
@@ -50,6 +51,8 @@ def _train(args: argparse.Namespace) -> int:
 
         try:
             spo.train(target, on_iteration=show)
+        except WorkerError as exc:  # the generation worker died or refused a checkpoint
+            raise CliError(f"{exc} (checkpoints so far are kept; the next run resumes)") from None
         finally:
             spo.close()
     print(f"done: {spo.iteration} iterations; checkpoints {run_dir / 'checkpoints'}; metrics {run_dir / 'metrics.jsonl'}")
