@@ -112,8 +112,11 @@ def test_stops_at_end_of_turn_and_keeps_it(tiny_settings, red_png):
 
 
 def test_bad_spec_is_one_clear_error(tiny_settings, tmp_path):
-    with pytest.raises(ModelLoadError, match="cannot read the model config"):
+    with pytest.raises(ModelLoadError, match="model directory not found"):
         load_model(tiny_settings.model, tiny_settings.runtime, spec=str(tmp_path / "nothing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="cannot read the model config"):
+        load_model(tiny_settings.model, tiny_settings.runtime, spec=str(tmp_path / "empty"))
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ModelLoadError, match="not supported"):
         load_model(tiny_settings.model, tiny_settings.runtime, spec=str(tmp_path))

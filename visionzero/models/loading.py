@@ -79,6 +79,8 @@ def _family(path: str, model: ModelSettings) -> ModelFamily:
         return FAMILIES[model.family]
     from transformers import AutoConfig
 
+    if path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().is_dir():
+        raise ModelLoadError(f"model directory not found: {path}")  # not a hub id either
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=model.trust_remote_code)
     except (OSError, ValueError) as exc:
