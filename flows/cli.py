@@ -1,9 +1,12 @@
-"""Shared command line of the flow scripts: --params and --set, as everywhere else."""
+"""Shared command line of the flow scripts: --params and --set, as everywhere else, and
+one closing error line when a flow fails (Prefect has logged the failing task above it)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from visionzero.settings import SettingsError, load_settings
 
@@ -19,3 +22,15 @@ def parse(description: str, argv=None) -> argparse.Namespace:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     return args
+
+
+def run(flow: Callable[[str, list[str]], Any], description: str, show: Callable[[Any], None] = print) -> None:
+    """`python -m flows.X`: parse, run the flow, show its result; a failure ends in one line, exit 1."""
+    args = parse(description)
+    try:
+        result = flow(args.params, args.overrides)
+    except Exception as exc:  # noqa: BLE001 - the task's traceback is already in Prefect's log
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {getattr(flow, 'name', 'flow')} failed: {first}", file=sys.stderr)
+        raise SystemExit(1) from None
+    show(result)

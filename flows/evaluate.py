@@ -36,8 +36,6 @@ def evaluate_flow(params: str = "params.yaml", overrides: list[str] | None = Non
 
 
 if __name__ == "__main__":
-    from flows.cli import parse
+    from flows.cli import run
 
-    args = parse(__doc__)
-    out = evaluate_flow(args.params, args.overrides)
-    print({k: out[k] for k in list(out)[:8]})
+    run(evaluate_flow, __doc__, lambda out: print({k: out[k] for k in list(out)[:8]}))

@@ -24,7 +24,6 @@ def pairs_flow(params: str = "params.yaml", overrides: list[str] | None = None) 
 
 
 if __name__ == "__main__":
-    from flows.cli import parse
+    from flows.cli import run
 
-    args = parse(__doc__)
-    print("\n".join(pairs_flow(args.params, args.overrides)))
+    run(pairs_flow, __doc__, lambda dirs: print("\n".join(dirs)))

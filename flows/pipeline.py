@@ -58,7 +58,6 @@ def print_summary(out: dict) -> None:
 
 
 if __name__ == "__main__":
-    from flows.cli import parse
+    from flows.cli import run
 
-    args = parse(__doc__)
-    print_summary(pipeline_flow(args.params, args.overrides))
+    run(pipeline_flow, __doc__, print_summary)

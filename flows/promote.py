@@ -34,8 +34,7 @@ def promote_flow(params: str = "params.yaml", overrides: list[str] | None = None
 
 
 if __name__ == "__main__":
-    from flows.cli import parse
+    from flows.cli import run
 
-    args = parse(__doc__)
-    d = promote_flow(args.params, args.overrides)
-    print(f"{d['model_name']} version {d['version']}: {'promoted' if d['promoted'] else 'not promoted'} ({d['reason']})")
+    run(promote_flow, __doc__, lambda d: print(f"{d['model_name']} version {d['version']}: "
+                                             f"{'promoted' if d['promoted'] else 'not promoted'} ({d['reason']})"))

@@ -63,7 +63,6 @@ def train_flow(params: str = "params.yaml", overrides: list[str] | None = None) 
 
 
 if __name__ == "__main__":
-    from flows.cli import parse
+    from flows.cli import run
 
-    args = parse(__doc__)
-    print(train_flow(args.params, args.overrides))
+    run(train_flow, __doc__)

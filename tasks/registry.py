@@ -10,13 +10,13 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from tasks.session import settings_of
+from visionzero.tracking.mlflow_run import mlflow_client
 from visionzero.tracking.registry import promotion_gate, register_checkpoint
 
 
 def _client(params: str, overrides: Sequence[str]):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=settings_of(params, overrides).tracking.uri)
+    """The registry needs the server: a dead one fails the task fast (then Prefect retries)."""
+    return mlflow_client(settings_of(params, overrides).tracking.uri)
 
 
 @task(name="register-model", retries=2, retry_delay_seconds=[2, 10])

@@ -105,6 +105,16 @@ def test_dead_server_warns_once_and_training_goes_on(tmp_path, caplog):
     assert not tracker.enabled
 
 
+def test_registry_client_fails_fast_on_a_dead_server():
+    """Registering needs the server: a dead one is one clear error in seconds, not MLflow's retries."""
+    from visionzero.tracking.mlflow_run import TrackingUnavailable, mlflow_client
+
+    start = time.perf_counter()
+    with pytest.raises(TrackingUnavailable, match=r"MLflow at http://127.0.0.1:9 is unreachable"):
+        mlflow_client("http://127.0.0.1:9")
+    assert time.perf_counter() - start < 10
+
+
 def test_dead_server_after_training_warns_once(tmp_path, caplog):
     """The final evaluation's tracker (a new process) finds the run on disk but the server gone."""
     settings = load_settings(None, ["tracking.uri=http://127.0.0.1:9"])

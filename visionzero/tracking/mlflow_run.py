@@ -41,6 +41,26 @@ def _reachable(uri: str) -> str | None:
         return str(getattr(exc, "reason", exc))
 
 
+class TrackingUnavailable(RuntimeError):
+    """The MLflow server cannot be reached (raised where tracking is required: the registry)."""
+
+
+def _fail_fast() -> None:
+    """A dead server must not hang a call in MLflow's HTTP retries (default: 7, with backoff)."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+def mlflow_client(uri: str):
+    """An MlflowClient for `uri` that fails fast: TrackingUnavailable if the server is down."""
+    _fail_fast()
+    if reason := _reachable(uri):
+        raise TrackingUnavailable(f"MLflow at {uri} is unreachable ({reason})")
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
 class RunTracker:
     """Start or resume the MLflow run of a training run folder and log to it."""
 
@@ -74,9 +94,7 @@ class RunTracker:
         if self._client is None:
             from mlflow import MlflowClient
 
-            # A dead server must not hang training in retries.
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+            _fail_fast()
             self._client = MlflowClient(tracking_uri=self.settings.uri)
         return self._client
 
