@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from visionzero.errors import first_line
 from visionzero.settings import SettingsError, load_settings
 
 
@@ -30,7 +31,7 @@ def run(flow: Callable[[str, list[str]], Any], description: str, show: Callable[
     try:
         result = flow(args.params, args.overrides)
     except Exception as exc:  # noqa: BLE001 - the task's traceback is already in Prefect's log
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         print(f"error: {getattr(flow, 'name', 'flow')} failed: {first}", file=sys.stderr)
         raise SystemExit(1) from None
     show(result)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from visionzero.errors import first_line
 from visionzero.models.families import FAMILIES, ModelFamily, family_for_model_type
 from visionzero.settings.schema import ModelSettings, RuntimeSettings
 
@@ -84,7 +85,7 @@ def _family(path: str, model: ModelSettings) -> ModelFamily:
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=model.trust_remote_code)
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelLoadError(f"cannot read the model config at {path!r}: {first}") from None
     try:
         return family_for_model_type(config.model_type)

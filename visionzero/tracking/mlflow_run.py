@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from visionzero.errors import first_line
 from visionzero.settings import Settings, flatten, settings_dict
 from visionzero.settings.schema import TrackingSettings
 
@@ -75,7 +76,7 @@ class RunTracker:
 
     # --------------------------------------------------------------- failure policy
     def _disable(self, what: str, exc: BaseException | str) -> None:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         log.warning("MLflow %s failed at %s (%s); tracking is off for this run, results stay in %s",
                     what, self.settings.uri, first, self.run_dir)
         self.enabled = False
