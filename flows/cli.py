@@ -31,7 +31,6 @@ def run(flow: Callable[[str, list[str]], Any], description: str, show: Callable[
     try:
         result = flow(args.params, args.overrides)
     except Exception as exc:  # noqa: BLE001 - the task's traceback is already in Prefect's log
-        first = first_line(exc)
-        print(f"error: {getattr(flow, 'name', 'flow')} failed: {first}", file=sys.stderr)
+        print(f"error: {getattr(flow, 'name', 'flow')} failed: {first_line(exc)}", file=sys.stderr)
         raise SystemExit(1) from None
     show(result)

@@ -33,9 +33,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         pool = pair_pool(args.pairs, "train")
         spo = IterativeSPO(settings, run_dir, pool, restart_on_change=args.restart)
-    except ModelLoadError as exc:
-        raise CliError(str(exc)) from None
-    except (OSError, ValueError, WorkerError) as exc:
+    except (ModelLoadError, OSError, ValueError, WorkerError) as exc:
         raise CliError(str(exc)) from None
     target = args.iterations or settings.train.iterations
     if spo.iteration:

@@ -52,14 +52,18 @@ def _fail_fast() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
-def mlflow_client(uri: str):
-    """An MlflowClient for `uri` that fails fast: TrackingUnavailable if the server is down."""
-    _fail_fast()
-    if reason := _reachable(uri):
-        raise TrackingUnavailable(f"MLflow at {uri} is unreachable ({reason})")
+def _new_client(uri: str):
     from mlflow import MlflowClient
 
+    _fail_fast()
     return MlflowClient(tracking_uri=uri)
+
+
+def mlflow_client(uri: str):
+    """An MlflowClient for `uri` that fails fast: TrackingUnavailable if the server is down."""
+    if reason := _reachable(uri):
+        raise TrackingUnavailable(f"MLflow at {uri} is unreachable ({reason})")
+    return _new_client(uri)
 
 
 class RunTracker:
@@ -93,10 +97,7 @@ class RunTracker:
     @property
     def client(self):
         if self._client is None:
-            from mlflow import MlflowClient
-
-            _fail_fast()
-            self._client = MlflowClient(tracking_uri=self.settings.uri)
+            self._client = _new_client(self.settings.uri)
         return self._client
 
     def _check_server(self) -> bool:
