@@ -23,6 +23,7 @@ from pathlib import Path
 from common import report, timed  # noqa: I001  (bench/ is run as scripts)
 
 from tests.helpers import simple_pairs
+from visionzero.base.stage import starting_spec
 from visionzero.game import (
     clue_request,
     clue_turn_order,
@@ -90,7 +91,7 @@ def main() -> None:
 
     # the configured game and budgets (params.yaml); --set changes them for both sides at once
     s = load_settings(str(Path(__file__).parents[1] / "params.yaml"), args.overrides)
-    loaded = load_model(s.model, s.runtime)
+    loaded = load_model(s.model, s.runtime, spec=starting_spec(s))
     policy = HFPolicy(loaded, micro_batch_size=256)
     pairs = simple_pairs(Path(tempfile.mkdtemp()), args.games)
 

@@ -22,6 +22,7 @@ import torch
 from common import report, timed  # noqa: I001
 
 from tests.helpers import simple_pairs
+from visionzero.base.stage import starting_spec
 from visionzero.game import clue_request
 from visionzero.models import load_model
 from visionzero.rollout.engine import setup_games
@@ -42,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     s = load_settings(str(Path(__file__).parents[1] / "params.yaml"), ["train.micro_batch_size=16", *args.overrides])
-    loaded = load_model(s.model, s.runtime)
+    loaded = load_model(s.model, s.runtime, spec=starting_spec(s))
     games = setup_games(simple_pairs(Path(tempfile.mkdtemp()), args.samples), s.game, seed=0)
     requests = [clue_request(g, 1, 1) for g in games]
     out = HFPolicy(loaded).generate(requests, Sampling(32, 1.0), seed=0)

@@ -8,7 +8,9 @@
         log-metrics                                (MLflow, step t)
         evaluate            every eval.every iterations (the evaluate flow does the last)
         game-viewer         every tracking.viewer_every iterations
-Resumes from the run folder's newest checkpoint (an interrupted `dvc repro` continues).
+Before the first iteration, base-stage makes the starting model (the tiny model's base stage,
+cached) and its held-out skills are logged at step 0. Resumes from the run folder's newest
+checkpoint (an interrupted `dvc repro` continues).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from prefect import flow
 from prefect.logging import get_run_logger
 
 from tasks import layout
+from tasks.base import prepare_base_model
 from tasks.evaluate import evaluate_checkpoint
 from tasks.reports import game_viewer, training_report
 from tasks.selfplay import (
@@ -35,10 +38,15 @@ def train_flow(params: str = "params.yaml", overrides: list[str] | None = None) 
     s = settings_of(params, overrides)
     run_dir, pairs = layout.train_dir(s), layout.pairs_dirs(s)
     logger = get_run_logger()
+    start = prepare_base_model(params, overrides, layout.base_metrics(s))
     run_id = start_run(params, overrides, run_dir, run_name=f"iterative-spo-{s.model.spec.replace('/', '_')}")
     done, total, stage = run_state(params, overrides, run_dir, pairs)
     if done:
         logger.info("resuming %s at iteration %d of %d", run_dir, done, total)
+    else:  # the starting point of every curve: the base stage's held-out skills
+        from visionzero.base.stage import skills_metrics
+
+        log_metrics(params, overrides, run_dir, skills_metrics(start), 0)
     while done < total:
         games = self_play_rollout(params, overrides, run_dir, pairs)
         scores = verify_role_rewards(params, overrides, run_dir, pairs, games)

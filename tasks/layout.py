@@ -25,3 +25,8 @@ def eval_dir(s: Settings) -> str:
 
 def register_dir(s: Settings) -> str:
     return str(Path(s.runtime.workdir) / "register")
+
+
+def base_metrics(s: Settings) -> str:
+    """The base stage's held-out skills (a DVC metrics file)."""
+    return str(Path(s.runtime.workdir) / "base" / "skills.json")

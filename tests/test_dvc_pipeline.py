@@ -19,7 +19,9 @@ import yaml
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
 TINY = {
+    "profile": "none",  # this file's values, not the micro profile's budget
     "runtime": {"threads": 1},
+    "base": {"steps": 2, "polish_steps": 1, "batch_size": 2, "eval_examples": 2, "threads": 1},
     "pairs": {"n_train": 6, "n_eval": 4, "workers": 1},
     "game": {"n_players": 3, "rounds": 1, "group_size": 2, "clue": {"max_new_tokens": 6}, "decision": {"max_new_tokens": 6}},
     "train": {"iterations": 1, "games_per_iteration": 2},
@@ -109,7 +111,7 @@ def test_repro_runs_everything_then_nothing_and_experiments(project):
     assert "Running stage" not in second and "up to date" in second
 
     shown = _run([*dvc, "metrics", "show", "--json"], repo, env)
-    assert "win_rate" in shown
+    assert "win_rate" in shown and "base/caption_accuracy" in shown  # the base stage's skills
     plots = _run([*dvc, "plots", "show", "--json"], repo, env)
     assert "curves.csv" in plots
 

@@ -124,6 +124,30 @@ def test_game_metrics_per_domain_and_lengths(settings, pairs):
     assert m["game/vote_format_rate"] == 1.0
 
 
+class OneSeat:
+    """Always votes for one seat: no skill, and it must not pass for any."""
+
+    def __init__(self, seat: int):
+        self.seat = seat
+
+    def generate(self, requests, sampling, seed=0):
+        text = f"Hmm. \\boxed{{{self.seat}}}"
+        return [[_completion(text if r.stage == "decision" else "\\boxed{a thing}") for _ in range(sampling.n)] for r in requests]
+
+
+def test_seat_piling_is_measured_against_the_best_constant_seat(settings, pairs):
+    games, _ = play_selfplay(OneSeat(2), pairs[:40], settings.game, seed=1)
+    m = game_metrics(games)
+    share = sum(g.spy_seat == 2 for g in games) / len(games)
+    assert m["game/vote_accuracy"] == pytest.approx(share) and m["game/vote_share/seat2"] == 1.0
+    assert m["game/spy_seat2/vote_accuracy"] == 1.0 and m["game/spy_seat1/vote_accuracy"] == 0.0
+    best = max(sum(g.spy_seat == k for g in games) for k in range(1, 5)) / len(games)
+    assert m["game/best_constant_seat_accuracy"] == pytest.approx(best) and best >= share
+    assert m["game/accuracy_over_constant"] <= 0.0
+    seeing, _ = play_selfplay(Player(blend=0.0, sight=1.0), pairs[:40], settings.game, seed=1)
+    assert game_metrics(seeing)["game/accuracy_over_constant"] > 0.5
+
+
 def test_same_spy_seats_whatever_the_model(settings, pairs):
     a, _ = play_selfplay(Abstainer(), pairs[:10], settings.game, seed=5)
     b, _ = play_selfplay(Player(0.5, 0.5), pairs[:10], settings.game, seed=5)

@@ -71,6 +71,20 @@ def test_cli_writes_results_curve_and_records(tiny_settings, datasets, tmp_path,
     assert "win rate" in printed and "time" in printed
 
 
+def test_cli_self_play_only_plays_no_match(tiny_settings, datasets, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    args = ["eval", "--params", "/dev/null", "--pairs", *datasets, "--out", str(out), "--no-match",
+            "--records", str(tmp_path / "records")]  # fmt: skip
+    for o in [f"model.cache_dir={tiny_settings.model.cache_dir}", "runtime.device=cpu", *SMALL]:
+        args += ["--set", o]
+    assert main(args) == 0
+    metrics = json.loads(out.read_text())
+    assert "win_rate" not in metrics and "game/best_constant_seat_accuracy" in metrics
+    assert not (tmp_path / "records" / "match.jsonl").exists()
+    printed = capsys.readouterr()
+    assert "self-play only" in printed.out and "win rate" not in printed.out and "warning" not in printed.err
+
+
 def test_cli_bad_pairs_folder_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["eval", "--params", "/dev/null", "--pairs", str(tmp_path / "missing")])

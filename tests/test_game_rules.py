@@ -19,6 +19,7 @@ from visionzero.game import (
     decision_requests,
     new_game,
     next_clue_turn,
+    prompts,
     record_clue,
     record_vote,
     record_votes,
@@ -225,3 +226,23 @@ def test_game_core_imports_no_torch() -> None:
         "sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_spy_hint_says_what_the_pairs_edit_did(tmp_path):
+    from visionzero.game.prompts import clevr_change_hint
+    from visionzero.pairs import generate_pairs
+    from visionzero.rollout.engine import setup_games
+    from visionzero.settings import load_settings
+    from visionzero.train.loop import pair_pool
+
+    recolour = [{"before": {"color": "red", "shape": "cube"}, "after": {"color": "blue", "shape": "cube"}}]
+    assert clevr_change_hint(recolour) == "one object has a different colour, at the same position"
+    swap = [{"before": {"shape": "cube"}, "after": {"shape": "sphere"}}] * 2
+    assert clevr_change_hint(swap) == "two objects were replaced by objects of another colour and shape, at the same positions"
+    micro = load_settings(None, ["profile=micro"])
+    generate_pairs(micro.pairs, "clevr", 3, tmp_path, n_eval=0, workers=1)
+    (game, *_) = setup_games(pair_pool([tmp_path]), micro.game, seed=0)
+    spy = render_plain(clue_request(game, 1, 1).messages) if game.spy_seat == 1 else None
+    observer_text = render_plain(prompts.observer_messages(game))
+    assert "one object has a different colour" in observer_text and "two objects" not in observer_text
+    assert spy is None or "one object has a different colour" in spy

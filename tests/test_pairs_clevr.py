@@ -91,10 +91,24 @@ def test_small_worlds_from_params_colour_only_edits():
         assert edited[i].color != objects[i].color and edited[i].shape == objects[i].shape
 
 
-def test_a_world_too_crowded_to_place_is_a_clear_error():
-    cfg = ClevrSettings(min_objects=12, max_objects=12, sizes=["large"], object_scale=3.0)
-    with pytest.raises(ValueError, match="cannot place 12 objects"):
-        sample_scene(np.random.default_rng(0), cfg, SIZE, cfg.object_scale)
+def test_a_crowded_world_places_what_fits():
+    cfg = ClevrSettings(min_objects=12, max_objects=12, sizes=["large"], object_scale=1.5)
+    objects = sample_scene(np.random.default_rng(0), cfg, 112, cfg.object_scale)
+    assert cfg.n_edits <= len(objects) < 12
+
+
+@pytest.mark.parametrize("scale", [1.4, 2.0])
+def test_large_objects_fit_in_small_images(scale):
+    cfg = ClevrSettings(min_objects=2, max_objects=3, sizes=["large"], object_scale=scale, n_edits=1)
+    for seed in range(10):
+        assert len(sample_scene(np.random.default_rng(seed), cfg, 112, scale)) >= 1
+
+
+def test_a_world_where_nothing_fits_is_a_clear_error():
+    """At 112 px a large object at scale 3 is taller than the image."""
+    cfg = ClevrSettings(min_objects=2, max_objects=2, sizes=["large"], object_scale=3.0, n_edits=1)
+    with pytest.raises(ValueError, match="cannot place 1 objects"):
+        sample_scene(np.random.default_rng(0), cfg, 112, cfg.object_scale)
 
 
 def test_settings_reject_unknown_vocabulary():

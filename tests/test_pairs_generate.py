@@ -101,6 +101,38 @@ def test_output_folder_rules(tmp_path):
     assert len(list((out / "images").iterdir())) == 4 and len(read_manifest(out)) == 2
 
 
+def test_an_interrupted_run_does_not_block_the_next(tmp_path):
+    out = tmp_path / "ds"
+    with pytest.raises(_Stop):
+        generate_pairs(SMALL, "clevr", 3, out, n_eval=1, workers=1, progress=_stop_after(2))
+    assert (out / ".incomplete").exists() and not (out / "manifest.jsonl").exists()
+    report = generate_pairs(SMALL, "clevr", 3, out, n_eval=1, workers=1)
+    assert report.n_train == 2 and not (out / ".incomplete").exists()
+    assert len(list((out / "images").iterdir())) == 6
+
+
+def test_settings_where_nothing_fits_fail_before_touching_the_folder(tmp_path):
+    bad = PairsSettings(image_size=32, clevr={"sizes": ["large"], "object_scale": 3.0, "min_objects": 2, "n_edits": 2})
+    with pytest.raises(ValueError, match="cannot place"):
+        generate_pairs(bad, "clevr", 4, tmp_path / "ds", workers=1)
+    assert not (tmp_path / "ds").exists()
+
+
+class _Stop(Exception):
+    """Stands for a crash or a kill half-way through a run."""
+
+
+def _stop_after(k: int):
+    seen = []
+
+    def progress(_: int) -> None:
+        seen.append(1)
+        if len(seen) == k:
+            raise _Stop
+
+    return progress
+
+
 def test_manifest_round_trip_and_errors(tmp_path):
     rec = PairRecord("x-train-00000", "photo", "train", "images/a.png", "images/b.png", 7,
                      changes=[{"kind": "mirror", "box": [1, 2, 3, 4]}], regions=[{"kind": "mirror", "box": [1, 2, 3, 4]}],

@@ -16,7 +16,8 @@ def tiny_overrides(tmp_path, model_cache) -> list[str]:
         "pairs.n_train=6", "pairs.n_eval=4", "pairs.image_size=112", "pairs.workers=1",
         "game.n_players=3", "game.rounds=1", "game.group_size=2",
         "game.clue.max_new_tokens=6", "game.decision.max_new_tokens=6",
-        "train.iterations=2", "train.games_per_iteration=2", "train.phase.mode=alternate",
+        "train.iterations=2", "train.games_per_iteration=2", "train.phase.mode=alternate", "train.phase.period=1",
+        "base.steps=2", "base.polish_steps=1", "base.batch_size=2", "base.eval_examples=2", "base.threads=1",
         "eval.every=1", "eval.games=2", "eval.vqa_per_type=1", "eval.max_new_tokens=6", "tracking.viewer_every=1",
     ]  # fmt: skip
 

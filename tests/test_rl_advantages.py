@@ -10,7 +10,6 @@ from visionzero.rl.advantages import (
     ClueGame,
     RaeState,
     RoleMeans,
-    clue_turn_advantages,
     combine_role_means,
     rae_grouped,
     rae_sequential,
@@ -102,11 +101,6 @@ def test_bad_alpha_and_spy_seat_raise() -> None:
         rae_update(RaeState(), RoleMeans(0.0, 0.0, 1), 1.0)
     with pytest.raises(ValueError):
         role_means([ClueGame([0.0, 0.0], spy_seat=3)])
-
-
-def test_every_clue_of_a_player_gets_its_advantage() -> None:
-    seat_adv = [0.5, -0.1, 0.2, -0.6]
-    assert clue_turn_advantages(seat_adv, [1, 2, 3, 4, 1, 2, 3, 4]) == seat_adv + seat_adv
 
 
 # --------------------------------------------------------------------------- statistics

@@ -32,6 +32,8 @@ def test_sampling_kwargs_stop_at_end_of_turn_and_never_sample_pads():
     assert kw["stop_token_ids"] == [5]
     assert kw["logit_bias"] == {7: SUPPRESS_BIAS, 9: SUPPRESS_BIAS}
     assert kw["logprobs"] is None  # the update recomputes behaviour log-probs itself
+    # nothing else shapes the logits: no penalties, no min_p (vLLM would apply them)
+    assert (kw["repetition_penalty"], kw["presence_penalty"], kw["frequency_penalty"], kw["min_p"]) == (1.0, 0.0, 0.0, 0.0)
 
 
 def test_greedy_sampling_turns_off_nucleus_and_top_k():
@@ -108,3 +110,23 @@ def test_vllm_worker_without_vllm_fails_with_one_clear_line(tiny_settings, tmp_p
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "vllm is not installed for" in err[0] and "make vllm-env" in err[0]
+
+
+def test_engine_tells_vllm_to_ignore_the_checkpoints_sampling_defaults(tiny_settings, monkeypatch):
+    """vLLM applies generation_config.json defaults unless told `generation_config="vllm"`."""
+    from visionzero.rollout.vllm_engine import VllmEngine
+
+    seen = {}
+
+    class FakeLLM:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+        def get_tokenizer(self):
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(seen["model"])
+
+    monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=FakeLLM))
+    VllmEngine(str(ensure_tiny(tiny_settings.model)))
+    assert seen["generation_config"] == "vllm"

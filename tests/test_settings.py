@@ -106,3 +106,33 @@ def test_cli_help_and_show(repo_root):
     shown = _cli("params", "show", "--set", "game.rounds=3", cwd=repo_root)
     assert shown.returncode == 0
     assert yaml.safe_load(shown.stdout)["game"]["rounds"] == 3
+
+
+def test_profiles_switch_a_whole_world_and_overrides_still_win(repo_root):
+    micro = load_settings(repo_root / "params.yaml")
+    assert micro.profile == "micro" and micro.base.enabled and micro.pairs.clevr.edit == "color"
+    paper = load_settings(repo_root / "params.yaml", ["profile=paper"])
+    assert paper.pairs.image_size == Settings().pairs.image_size and not paper.base.enabled
+    assert paper.tracking.experiment == micro.tracking.experiment  # keys no profile fixes stay the file's
+    assert load_settings(repo_root / "params.yaml", ["pairs.image_size=140"]).pairs.image_size == 140
+    none = load_settings(repo_root / "params.yaml", ["profile=none"])
+    assert none.pairs.clevr.colors == micro.pairs.clevr.colors  # the file's own values
+    with pytest.raises(SettingsError, match="profile"):
+        load_settings(None, ["profile=huge"])
+
+
+def test_micro_keeps_na_below_the_random_guess_value():
+    from visionzero.rl.rewards import guess_candidates, random_guess_value
+
+    s = load_settings(None, ["profile=micro"])
+    guess = random_guess_value(guess_candidates(s.game.n_players, s.game.voting), s.rewards)
+    assert s.rewards.na < guess
+
+
+def test_a_file_value_the_profile_overrides_is_named_in_one_warning(tmp_path, caplog):
+    path = tmp_path / "params.yaml"
+    path.write_text("profile: micro\npairs:\n  image_size: 224\n")
+    with caplog.at_level("WARNING", logger="visionzero.settings"):
+        assert load_settings(path).pairs.image_size == 112
+    (record,) = caplog.records
+    assert "pairs.image_size" in record.getMessage() and "profile micro" in record.getMessage()

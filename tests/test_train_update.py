@@ -144,3 +144,31 @@ def test_lora_trains_adapters_only_and_kl_uses_the_disabled_adapter(tiny_setting
     changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all("lora_" in n for n in changed)
     assert trainer.step(samples, "clue").kl > 0
+
+
+def test_answer_credit_weights_only_the_policy_gradient_term():
+    torch.manual_seed(0)
+    logp = torch.randn(2, 5, requires_grad=True)
+    old, ref = logp.detach() - 0.1, logp.detach() + 0.2
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    adv = torch.tensor([1.5, -0.5])
+    plain = clipped_pg_loss(logp, old, adv, mask, 0.2, ref_logp=ref, kl_beta=0.04)
+    ones = clipped_pg_loss(logp, old, adv, mask, 0.2, ref_logp=ref, kl_beta=0.04, pg_weight=torch.ones(2, 5))
+    assert float(ones.loss.detach()) == pytest.approx(float(plain.loss.detach()))  # weight 1 = the paper's loss
+    answer = torch.tensor([[0, 0, 1, 1, 0], [0, 0, 0, 1, 1]])  # reasoning weight 0
+    (grad,) = torch.autograd.grad(clipped_pg_loss(logp, old, adv, mask, 0.2, pg_weight=answer).loss, logp)
+    assert torch.all(grad[answer == 0] == 0) and torch.all(grad[(answer == 1) & (mask == 1)] != 0)
+    # each answer token carries the whole advantage: 1/2 of it per token, not 1/4 or 1/5
+    ratio = torch.exp(logp.detach() - old)
+    assert float(grad[0, 2]) == pytest.approx(-float(adv[0] * ratio[0, 2]) / 2, rel=1e-5)
+    (with_kl,) = torch.autograd.grad(clipped_pg_loss(logp, old, adv, mask, 0.2, ref_logp=ref, kl_beta=0.5, pg_weight=answer).loss, logp)
+    assert torch.all(with_kl[(answer == 0) & (mask == 1)] != 0)  # the KL still holds the reasoning
+
+
+def test_answer_mask_starts_at_the_last_box(tiny_model):
+    from visionzero.train.batch import answer_start
+
+    tok = tiny_model.tokenizer
+    ids = tok("Player 1: red no. \\boxed{1} then \\boxed{2}", add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids[answer_start(ids, tok):]).strip() == "\\boxed{2}"
+    assert answer_start(tok("no box at all", add_special_tokens=False)["input_ids"], tok) == 0

@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_settings_args(parser)
     parser.add_argument("--model", default=None, metavar="SPEC", help="model to evaluate: tiny, a folder, a checkpoint's model/ folder or a hub id (default: model.spec)")
     parser.add_argument("--opponent", default=None, metavar="SPEC", help="frozen opponent for the win rate (default: eval.opponent; 'base' = model.spec)")
+    parser.add_argument("--no-match", action="store_true", help="held-out self-play and VQA only: no opponent, no win rate (= --set eval.match=false)")
     parser.add_argument("--pairs", required=True, nargs="+", metavar="DIR", help="dataset folder(s) with manifest.jsonl; only their eval pairs are used")
     parser.add_argument("--out", default="eval.json", metavar="PATH", help="results JSON, flat {metric: number} (default: eval.json)")
     parser.add_argument("--records", default=None, metavar="DIR", help="also write the games and VQA answers here (JSONL) with a match viewer")
@@ -49,6 +50,8 @@ def _eval(args: argparse.Namespace) -> int:
     from visionzero.models import ModelLoadError
 
     settings = settings_from_args(args)
+    if args.no_match:
+        settings.eval.match = False
     if (args.curve is None) != (args.iteration is None):
         raise CliError("--curve and --iteration go together")
     try:
@@ -58,7 +61,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     except (OSError, ValueError) as exc:
         raise CliError(str(exc)) from None
-    with tqdm(total=count_steps(eval_set, settings), desc="evaluating", unit="turn") as bar:
+    with tqdm(total=count_steps(eval_set, settings, with_match=settings.eval.match), desc="evaluating", unit="turn") as bar:
 
         def step(label: str) -> None:
             bar.set_postfix_str(label)
@@ -73,14 +76,16 @@ def _eval(args: argparse.Namespace) -> int:
     if args.records:
         _write_records(Path(args.records), report)
     secs = report.seconds
-    print(f"model {report.model} vs {report.opponent}; eval set {report.eval_set.fingerprint()}")
-    print(
-        f"win rate {m['win_rate']:.3f} [{m['match/ci_low']:.3f}, {m['match/ci_high']:.3f}] over {m['match/games']:.0f} games "
-        f"(as spy {m['match/as_spy']:.2f}, as civilians {m['match/as_civilians']:.2f})"
-    )
+    against = f" vs {report.opponent}" if report.match is not None else " (self-play only)"
+    print(f"model {report.model}{against}; eval set {report.eval_set.fingerprint()}")
+    if report.match is not None:
+        print(
+            f"win rate {m['win_rate']:.3f} [{m['match/ci_low']:.3f}, {m['match/ci_high']:.3f}] over {m['match/games']:.0f} games "
+            f"(as spy {m['match/as_spy']:.2f}, as civilians {m['match/as_civilians']:.2f})"
+        )
     print(
         f"self-play {m['game/games']:.0f} games: spy identified {m['game/spy_identified']:.2f}, "
-        f"vote accuracy {m['game/vote_accuracy']:.2f}, N/A {m['game/na_rate']:.2f}, invalid {m['game/invalid_rate']:.2f}, "
+        f"vote accuracy {m['game/vote_accuracy']:.2f} (best constant seat {m['game/best_constant_seat_accuracy']:.2f}), N/A {m['game/na_rate']:.2f}, invalid {m['game/invalid_rate']:.2f}, "
         f"valid clues {m['game/clue_valid_rate']:.2f}"
     )
     if m.get("vqa/questions"):
@@ -91,6 +96,6 @@ def _eval(args: argparse.Namespace) -> int:
         f"time {secs['total']:.1f} s (self-play {secs['selfplay']:.1f}, match {secs.get('match', 0):.1f}, "
         f"vqa {secs['vqa']:.1f}; games {game_tokens} tokens, {game_tokens / max(game_secs, 1e-9):.0f} tokens/s); results {out}"
     )
-    if settings.registry.metric not in m:
+    if settings.eval.match and settings.registry.metric not in m:
         print(f"vision-zero: warning: the promotion metric {settings.registry.metric!r} is not among the results", file=sys.stderr)
     return 0

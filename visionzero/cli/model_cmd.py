@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -19,8 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--out", metavar="DIR", help="build into DIR (overwritten) instead of the cache")
     build.set_defaults(func=_build_tiny)
 
-    prep = actions.add_parser("prepare", help="make the base model available in model.cache_dir (tiny: build it)")
+    prep = actions.add_parser(
+        "prepare", help="make the starting model available in model.cache_dir (tiny: build it; with base.enabled, its base stage)"
+    )
     add_settings_args(prep)
+    prep.add_argument("--retrain", action="store_true", help="train the base stage even when a cached or shipped copy matches")
+    prep.add_argument("--metrics", metavar="PATH", help="write the base stage's held-out skills here (flat JSON, a DVC metrics file)")
     prep.set_defaults(func=_prepare)
 
     info = actions.add_parser("info", help="load a model and print its family, size, device and dtype")
@@ -56,10 +61,13 @@ def _build_tiny(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    """tiny: build it; otherwise record which model the run starts from (DVC tracks the record)."""
-    import json
-
+    """tiny: build it (and its base stage when enabled); otherwise record which model the run
+    starts from (DVC tracks the record)."""
     settings = settings_from_args(args)
+    if settings.model.spec == "tiny" and settings.base.enabled:
+        return _prepare_base(settings, args)
+    if args.metrics:
+        _write_metrics(args.metrics, {})
     if settings.model.spec == "tiny":
         return _build_tiny(argparse.Namespace(**{**vars(args), "out": None}))
     folder = Path(settings.model.cache_dir)
@@ -73,12 +81,34 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_metrics(path: str, metrics: dict[str, float]) -> None:
+    from visionzero.fileio import write_text_atomic
+
+    write_text_atomic(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def _prepare_base(settings, args: argparse.Namespace) -> int:
+    from visionzero.base.stage import ensure_base, read_record, skills_metrics
+
+    start = time.perf_counter()
+    folder = ensure_base(settings, force=args.retrain, log_fn=print)
+    record = read_record(folder) or {}
+    skills = record.get("skills", {})
+    print(f"base model: {folder} ({time.perf_counter() - start:.1f} s; trained in {record.get('train_seconds', 0):.0f} s)")
+    print("held-out skills: " + ", ".join(f"{k} {v:.3f}" for k, v in skills.items()))
+    if args.metrics:
+        _write_metrics(args.metrics, skills_metrics(folder))
+    return 0
+
+
 def _load(args: argparse.Namespace):
     from visionzero.models import ModelLoadError, load_model
 
     settings = settings_from_args(args)
     try:
-        return settings, load_model(settings.model, settings.runtime, spec=args.spec)
+        from visionzero.base.stage import starting_spec
+
+        return settings, load_model(settings.model, settings.runtime, spec=args.spec or starting_spec(settings))
     except ModelLoadError as exc:
         raise CliError(str(exc)) from None
 

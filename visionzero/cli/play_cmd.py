@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--games", type=int, default=8, help="number of games (default 8)")
     parser.add_argument("--split", choices=["train", "eval"], default="eval", help="which pairs to use (default eval)")
     parser.add_argument("--out", default="games.html", help="HTML viewer path (records go beside it as .jsonl)")
-    parser.add_argument("--spec", help="model spec (default: model.spec)")
+    parser.add_argument("--spec", help="model spec (default: the starting model: model.spec, or the tiny model's base stage)")
     parser.set_defaults(func=_play)
 
 
@@ -40,7 +40,9 @@ def _play(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     pairs = [pool[i % len(pool)] for i in range(args.games)]
     try:
-        loaded = load_model(settings.model, settings.runtime, spec=args.spec)
+        from visionzero.base.stage import starting_spec
+
+        loaded = load_model(settings.model, settings.runtime, spec=args.spec or starting_spec(settings))
     except ModelLoadError as exc:
         raise CliError(str(exc)) from None
     games = setup_games(pairs, settings.game, settings.runtime.seed)

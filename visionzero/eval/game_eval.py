@@ -36,7 +36,34 @@ def _group_metrics(games: Sequence[Game]) -> dict[str, float]:
         "clue_tokens": mean([float(len(t.completion_ids)) for t in clues if t.completion_ids is not None]),
         "vote_tokens": mean([float(len(t.completion_ids)) for t in vote_turns if t.completion_ids is not None]),
         "clue_chars": mean([float(len(t.clue.text)) for t in clues if t.clue and t.clue.valid]),
+        **seat_metrics(games),
     }
+
+
+def seat_metrics(games: Sequence[Game]) -> dict[str, float]:
+    """Guards against votes piling onto one seat passing as skill.
+
+    `spy_seat<k>/vote_accuracy`: vote accuracy on the games whose spy sits in seat k;
+    `vote_share/seat<k>`: share of valid votes naming seat k; `best_constant_seat_accuracy`:
+    the accuracy (per vote, and also of the majority) of the best policy that always names
+    one seat, on these same games; `accuracy_over_constant`: vote accuracy minus it.
+    """
+    if not games:
+        return {}
+    seats = range(1, max(g.n_players for g in games) + 1)
+    out: dict[str, float] = {}
+    valid = [v.seat for g in games for v in g.votes if v.kind == "seat"]
+    for k in seats:
+        mine = [g for g in games if g.spy_seat == k]
+        votes = sum(len(g.votes) for g in mine)
+        out[f"spy_seat{k}/vote_accuracy"] = sum(g.vote_counts[k] for g in mine) / votes if votes else 0.0
+        out[f"vote_share/seat{k}"] = valid.count(k) / len(valid) if valid else 0.0
+    best = max(sum(g.spy_seat == k for g in games) for k in seats) / len(games)
+    n_votes = sum(len(g.votes) for g in games)
+    accuracy = sum(g.vote_counts[g.spy_seat] for g in games) / n_votes if n_votes else 0.0
+    out["best_constant_seat_accuracy"] = best
+    out["accuracy_over_constant"] = accuracy - best
+    return out
 
 
 def game_metrics(games: Sequence[Game], prefix: str = "game/") -> dict[str, float]:

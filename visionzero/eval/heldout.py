@@ -28,6 +28,13 @@ class EvalPair:
     edited: str
     record: Any = field(default=None, compare=False, repr=False)  # a PairRecord (scene graph, chart spec)
 
+    @property
+    def hint(self) -> str | None:
+        """What differs in the spy's image, from the record's change log."""
+        from visionzero.game.prompts import pair_hint
+
+        return pair_hint(self.domain, self.record.changes) if self.record is not None else None
+
 
 @dataclass
 class EvalSet:

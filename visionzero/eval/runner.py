@@ -100,21 +100,23 @@ def load_players(
     model: str | None = None,
     opponent: str | None = None,
     in_memory: tuple[Policy | None, Policy | None] = (None, None),
-) -> tuple[Policy, Policy, str, str]:
-    """(candidate, opponent, candidate path, opponent path) for model spec `model` (default
-    model.spec) and `opponent` (default eval.opponent; 'base' = model.spec, the starting model).
+) -> tuple[Policy, Policy | None, str, str]:
+    """(candidate, opponent, candidate path, opponent path) for model spec `model` (default:
+    the starting model) and `opponent` (default eval.opponent; 'base' = the starting model:
+    model.spec, or with the base stage on the tiny model, the base stage's output).
 
     `in_memory` = (current policy, starting model) already loaded by a training run: used
     instead of loading `model` and the base again. A spec is loaded at most once.
     """
+    from visionzero.base.stage import starting_spec
     from visionzero.models import load_model
-    from visionzero.models.loading import resolve_spec
     from visionzero.rollout.hf_backend import HFPolicy
 
-    model_spec = model or settings.model.spec
+    start = starting_spec(settings)
+    model_spec = model or start
     opponent_spec = opponent or settings.eval.opponent
     if opponent_spec == "base":
-        opponent_spec = settings.model.spec
+        opponent_spec = start
     loaded: dict[str, tuple[Policy, str]] = {}
 
     def policy(spec: str) -> tuple[Policy, str]:
@@ -125,8 +127,10 @@ def load_players(
 
     live, base = in_memory
     candidate, model_path = (live, model_spec) if live is not None else policy(model_spec)
-    if base is not None and opponent_spec == settings.model.spec:
-        other, opponent_path = base, resolve_spec(settings.model)
+    if not settings.eval.match:  # self-play and VQA only: no opponent is loaded
+        return candidate, None, model_path, ""
+    if base is not None and opponent_spec == start:
+        other, opponent_path = base, start
     else:
         other, opponent_path = policy(opponent_spec)
     return candidate, other, model_path, opponent_path

@@ -49,6 +49,32 @@ DOMAIN_TEXT: dict[str, DomainText] = {
 DOMAINS = tuple(DOMAIN_TEXT)
 
 FIRST_SPEAKER_NOTE = "No clue has been given yet: you are the first to speak."
+_COUNT = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+def clevr_change_hint(changes: list[dict[str, Any]]) -> str | None:
+    """The spy hint a CLEVR pair's change log supports, e.g. "one object has a different
+    colour, at the same position"; None when the log says nothing (the domain default)."""
+    if not changes:
+        return None
+    n = len(changes)
+    count = _COUNT.get(n, str(n))
+    shape = any(c.get("before", {}).get("shape") != c.get("after", {}).get("shape") for c in changes)
+    where = "at the same position" + ("s" if n > 1 else "")
+    if shape:
+        what = "object was" if n == 1 else "objects were"
+        return f"{count} {what} replaced by {'an object' if n == 1 else 'objects'} of another colour and shape, {where}"
+    return f"{count} {'object has' if n == 1 else 'objects have'} a different colour, {where}"
+
+
+def pair_hint(domain: str, changes: list[dict[str, Any]] | None) -> str | None:
+    """The spy hint of a pair from its manifest change log (CLEVR only; None = domain default)."""
+    return clevr_change_hint(changes or []) if domain == "clevr" else None
+
+
+def spy_change(game: Game) -> str:
+    """What differs in the spy's image: the pair's own hint, else the domain's sentence."""
+    return game.hint or DOMAIN_TEXT[game.domain].change
 
 
 def _is_blank(ref: str) -> bool:
@@ -107,7 +133,7 @@ def _role_task(game: Game, seat: int) -> str:
             "that blends in."
         )
     return (
-        f"Your role: SPY. Your {d.picture} differs from the others': {d.change}. "
+        f"Your role: SPY. Your {d.picture} differs from the others': {spy_change(game)}. "
         "Blend in: describe what the others likely see and do not reveal a difference."
     )
 
@@ -150,7 +176,7 @@ def _spy_image_note(game: Game) -> str:
     d = DOMAIN_TEXT[game.domain]
     if _is_blank(game.spy_image):
         return "The spy was shown a blank image."
-    return f"In the spy's {d.picture}, {d.change}."
+    return f"In the spy's {d.picture}, {spy_change(game)}."
 
 
 def observer_messages(game: Game) -> list[Message]:

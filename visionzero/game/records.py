@@ -65,6 +65,7 @@ class Game:
     spy_image: str  # what the spy is shown: `edited` or a "blank:WxH" reference
     settings: GameSettings
     turns: list[Turn] = field(default_factory=list)
+    hint: str | None = None  # what differs in the spy's image, from the pair's change log
 
     # ---------------------------------------------------------------- setup
     @property
@@ -144,6 +145,7 @@ class Game:
             "spy_image": self.spy_image,
             "settings": self.settings.model_dump(mode="json"),
             "turns": [t.to_dict() for t in self.turns],
+            "hint": self.hint,
         }
 
     @classmethod

@@ -88,11 +88,13 @@ def new_game(
     *,
     image_size: tuple[int, int] | None = None,
     game_id: str | None = None,
+    hint: str | None = None,
 ) -> Game:
     """Set up a game on one image pair; the spy's seat is uniform, drawn from `seed`.
 
     `image_size` (width, height) sizes the blank spy image (`spy_image: blank`); without
-    it the original image's header is read.
+    it the original image's header is read. `hint`: what differs in the spy's image (the
+    pair's change log, `pair_hint`); None = the domain's general sentence.
     """
     if domain not in prompts.DOMAIN_TEXT:
         raise ValueError(f"unknown domain {domain!r}; expected one of {', '.join(prompts.DOMAINS)}")
@@ -111,6 +113,7 @@ def new_game(
         edited=edited,
         spy_image=spy_image,
         settings=settings.model_copy(deep=True),
+        hint=hint,
     )
 
 

@@ -30,7 +30,7 @@ from visionzero.settings.schema import (
 )
 
 # Bump when the builder changes in a way that changes its output for the same settings.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -90,14 +90,19 @@ def _game_prompts(rng: random.Random) -> list[str]:
         new_game,
         record_clue,
     )
-    from visionzero.game.prompts import DOMAINS
+    from visionzero.game.prompts import DOMAINS, clevr_change_hint
     from visionzero.settings.schema import GameSettings
 
     texts = []
+    hints = [None] + [
+        clevr_change_hint([{"before": {"shape": "cube"}, "after": {"shape": shape}}] * n)
+        for n in (1, 2) for shape in ("cube", "sphere")
+    ]  # fmt: skip
     for domain in DOMAINS:
         for n_players, rounds, voting in ((3, 1, "observer"), (4, 2, "observer"), (5, 3, "civilians")):
             settings = GameSettings(n_players=n_players, rounds=rounds, voting=voting)
-            game = new_game("p", domain, "a.png", "b.png", settings, rng.randint(0, 10**6), image_size=(64, 64))
+            hint = rng.choice(hints) if domain == "clevr" else None
+            game = new_game("p", domain, "a.png", "b.png", settings, rng.randint(0, 10**6), image_size=(64, 64), hint=hint)
             for round_, seat in clue_turn_order(settings):
                 texts.extend(_texts(clue_request(game, round_, seat).messages))
                 color, shape = rng.choice(CLEVR_COLORS), rng.choice(CLEVR_SHAPES)
@@ -111,10 +116,25 @@ def _texts(messages) -> list[str]:
     return [p["text"] for m in messages for p in m["content"] if isinstance(p, dict) and p.get("type") == "text"]
 
 
+def _base_replies(rng: random.Random, n: int) -> list[str]:
+    """The base stage's replies (base/examples.py): clues, judgements, observer checks."""
+    from visionzero.base.examples import check_line, clue_text, judge_prompt
+
+    out = []
+    for _ in range(n):
+        color, shape = rng.choice(CLEVR_COLORS), rng.choice(CLEVR_SHAPES)
+        out.append(clue_text(color, shape))
+        out.append(judge_prompt(f"There is a {color} {shape}.") + " " + rng.choice(["yes", "no"]))
+        checks = [check_line(seat, rng.choice(CLEVR_COLORS), rng.random() < 0.5) for seat in (1, 2, 3, 4) * 2]
+        out.append(" ".join(checks) + f" \\boxed{{{rng.randint(1, 4)}}}")
+    return out
+
+
 def tokenizer_corpus(seed: int, lines: int = 4000) -> list[str]:
-    """Synthetic training text for the tokenizer: game prompts, the game's words and sentences."""
+    """Synthetic training text for the tokenizer: game prompts, base-stage replies, the game's
+    words and sentences."""
     rng = random.Random(seed)
-    corpus = [" ".join(_WORDS), *_game_prompts(rng)]
+    corpus = [" ".join(_WORDS), *_game_prompts(rng), *_base_replies(rng, 1000)]
     for _ in range(lines):
         corpus.append(
             rng.choice(_SENTENCES).format(

@@ -38,6 +38,9 @@ _DOMAIN_CODE = {"clevr": 1, "chart": 2, "photo": 3}
 _SPLIT_CODE = {"train": 0, "eval": 1}
 _SOURCE_SPLIT_STREAM = 2  # seed stream that divides photo sources between the splits
 IMAGES_DIR = "images"
+# Written before the first image and removed with the manifest's arrival: a folder holding
+# it is a run of ours that stopped half-way, and the next run may clear it.
+INCOMPLETE = ".incomplete"
 
 
 class OutputError(ValueError):
@@ -164,7 +167,10 @@ def _prepare_out(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: exists and is not a folder")
     manifest = out_dir / MANIFEST_NAME
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not manifest.exists():
+    if (out_dir / INCOMPLETE).exists():  # our own half-made run: only our images go
+        for path in (out_dir / IMAGES_DIR).glob("*.png"):
+            path.unlink()
+    elif out_dir.is_dir() and any(out_dir.iterdir()) and not manifest.exists():
         raise OutputError(f"{out_dir}: folder is not empty and holds no {MANIFEST_NAME}; choose a new or empty folder")
     if manifest.exists():
         try:
@@ -178,6 +184,7 @@ def _prepare_out(out_dir: Path) -> None:
                     path.unlink(missing_ok=True)
         manifest.unlink()
     (out_dir / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    (out_dir / INCOMPLETE).write_text("vision-zero pairs: generation in progress or interrupted\n")
 
 
 def _context() -> mp.context.BaseContext:
@@ -225,6 +232,10 @@ def generate_pairs(
     if domain == "photo":
         scan = scan_source(source if source is not None else settings.photo.source, settings.photo.min_size)
     jobs, notes = plan_jobs(domain, n, n_eval, seed, scan)
+    if domain == "clevr":  # settings that cannot work fail here, in one line, before any file is touched
+        from visionzero.pairs.clevr import sample_scene
+
+        sample_scene(np.random.default_rng(seed), settings.clevr, settings.image_size, settings.clevr.object_scale)
     out = Path(out_dir)
     _prepare_out(out)
 
@@ -246,6 +257,7 @@ def generate_pairs(
     order = {job.id: k for k, job in enumerate(jobs)}
     records = [PairRecord.from_dict(r) for r in sorted(results, key=lambda r: order[r["id"]])]
     write_manifest(out, records)
+    (out / INCOMPLETE).unlink(missing_ok=True)
     return GenerateReport(
         out_dir=out, records=records, seconds=time.perf_counter() - start,
         skipped=list(scan.skipped) if scan else [], notes=notes,

@@ -12,12 +12,15 @@ Order (settings.rae_order): `update_then_subtract` (released code) lets the curr
 enter the baseline before it is subtracted; `subtract_then_update` subtracts the baseline
 built from earlier games only (a baseline independent of the sample, as in textbook REINFORCE).
 
-Data parallelism: all ranks must share one baseline. Each rank computes `role_means` of its
-own games, the distributed code reduces them across ranks (`combine_role_means`, or an
-all-reduce of `spy * games`, `civ * games` and `games`), then every rank calls
-`rae_grouped(state, its_games, alpha, order, means=reduced)`: one update from the global
-means and the same baseline subtracted on every rank. The released code does exactly this
-with one game per rank per micro-step.
+The baselines move once per GAME, in a fixed game order (`rae_sequential`): at 128 games
+per iteration a per-batch update would leave the spy's baseline near 0 for 20+ iterations.
+
+Data parallelism: all ranks must share one baseline and produce the same advantages. The
+per-game role rewards are a few floats: ranks all-gather them in the global game order
+(rank-major, then each rank's own order) and every rank runs `rae_sequential` over the
+whole list, keeping the advantages of its own games. `rae_grouped` (one step from batch
+means, e.g. reduced with `combine_role_means`) remains for a per-micro-step update such as
+the released code's, which updates once per micro-step of one game per GPU.
 """
 
 from __future__ import annotations
@@ -150,8 +153,3 @@ def rae_sequential(
         state, (adv,) = rae_grouped(state, [game], alpha, order)
         out.append(adv)
     return state, out
-
-
-def clue_turn_advantages(seat_advantages: Sequence[float], speakers: Sequence[int]) -> list[float]:
-    """Advantage of each clue turn: the advantage of the seat that spoke it (1-based)."""
-    return [seat_advantages[s - 1] for s in speakers]

@@ -128,6 +128,9 @@ def setup_games(pairs: Sequence, settings: GameSettings, seed: int, first_index:
     for k, pair in enumerate(pairs, start=first_index):
         game_seed = derive_seed(seed, "game", k)
         games.append(
-            new_game(pair.id, pair.domain, str(pair.original), str(pair.edited), settings, game_seed, game_id=f"g{k:06d}-{pair.id}")
+            new_game(
+                pair.id, pair.domain, str(pair.original), str(pair.edited), settings, game_seed,
+                game_id=f"g{k:06d}-{pair.id}", hint=getattr(pair, "hint", None),
+            )  # fmt: skip
         )
     return games

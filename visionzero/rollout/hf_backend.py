@@ -62,34 +62,57 @@ class HFPolicy:
         text_keys = ("input_ids", "attention_mask", "mm_token_type_ids")
         prefix = {k: v[:, :-1] if k in text_keys else v for k, v in batch.items()}
         model = self.loaded.model
-        cache = model(**prefix, use_cache=True).past_key_values
+        out = model(**prefix, use_cache=True)
+        key = "cache" if "cache" in out else "past_key_values"  # renamed in transformers 5.2x
+        cache = out[key]
         cache.batch_repeat_interleave(n)
         inner = getattr(model, "model", None)
         if getattr(inner, "rope_deltas", None) is not None:  # Qwen-VL: per-sequence M-RoPE offsets
             inner.rope_deltas = inner.rope_deltas.repeat_interleave(n, 0)
         expanded = {k: batch[k].repeat_interleave(n, 0) for k in text_keys if k in batch}
-        return {**expanded, "past_key_values": cache}
+        return {**expanded, key: cache}
+
+    def generation_config(self, sampling: Sampling):
+        """Exactly the sampling settings of `sampling`, every other logits processor off.
+
+        transformers fills each unset field from the checkpoint's generation_config.json
+        (Qwen2.5-VL Instruct ships repetition_penalty 1.05, top_k 1) and then from global
+        defaults (top_k 50): samples would come from another distribution than the one
+        whose log-probs the update trains. So the sampling fields are set explicitly and
+        `_generate_chunk` swaps in a neutral model config for the call.
+        """
+        from transformers import GenerationConfig
+
+        greedy = sampling.temperature <= 0
+        sampler = {} if greedy else dict(  # top_k 0 = off (unset would mean the default 50)
+            temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
+        )  # fmt: skip
+        return GenerationConfig(
+            max_new_tokens=sampling.max_new_tokens,
+            do_sample=not greedy,
+            **sampler,
+            suppress_tokens=self.loaded.suppressed_ids,
+            eos_token_id=self.loaded.end_of_turn_id,
+            pad_token_id=self.loaded.tokenizer.pad_token_id,
+        )  # fmt: skip
 
     @torch.inference_mode()
     def _generate_chunk(self, chunk: Sequence[ChatLike], sampling: Sampling, seed: int) -> list[list[Completion]]:
+        from transformers import GenerationConfig
+
         batch = self.encode(chunk)
         eot = self.loaded.end_of_turn_id
-        pad = self.loaded.tokenizer.pad_token_id
-        greedy = sampling.temperature <= 0
-        kwargs: dict[str, Any] = dict(
-            max_new_tokens=sampling.max_new_tokens,
-            do_sample=not greedy,
-            suppress_tokens=self.loaded.suppressed_ids,
-            eos_token_id=eot,
-            pad_token_id=pad,
-        )
-        if not greedy:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+        config = self.generation_config(sampling)
         torch.manual_seed(seed)
         inputs = self._shared_prefix(batch, sampling.n) if sampling.n > 1 else batch
-        sequences = self.loaded.model.generate(**inputs, **kwargs)
+        model = self.loaded.model
+        # Fields left None are filled from model.generation_config: a neutral one stands in
+        # for the checkpoint's during this call (the checkpoint's is kept for saving).
+        saved, model.generation_config = model.generation_config, GenerationConfig()
+        try:
+            sequences = model.generate(**inputs, generation_config=config)
+        finally:
+            model.generation_config = saved
         prompt_len = batch["input_ids"].shape[1]
         prompts = [ids[mask.bool()].tolist() for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]
         results: list[list[Completion]] = [[] for _ in chunk]

@@ -40,6 +40,9 @@ def sampling_kwargs(sampling: Sampling, seed: int, end_of_turn_id: int, suppress
         "top_p": 1.0 if greedy else sampling.top_p,
         "top_k": (sampling.top_k or -1) if not greedy else -1,  # -1 = off in every vLLM version
         "max_tokens": sampling.max_new_tokens,
+        # Nothing but the settings above shapes the logits (no penalties, no min_p), as in
+        # the transformers engine: the update trains the log-probs of exactly this sampler.
+        "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0, "min_p": 0.0,
         "seed": seed,
         "stop_token_ids": [end_of_turn_id],
         "logit_bias": {int(t): SUPPRESS_BIAS for t in suppressed_ids},
@@ -100,6 +103,7 @@ class VllmEngine:
         self.llm = LLM(
             model=path, gpu_memory_utilization=gpu_memory_utilization, seed=seed,
             limit_mm_per_prompt={"image": 1, "video": 0},  # one image per game prompt; no video profiling
+            generation_config="vllm",  # ignore the checkpoint's generation_config.json sampling defaults
         )  # fmt: skip
         self.end_of_turn_id, self.suppressed_ids = special_token_ids(path, self.llm.get_tokenizer())
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from visionzero.settings.schema import Settings
 
 DEFAULT_PARAMS = "params.yaml"
+log = logging.getLogger("visionzero.settings")
 
 
 class SettingsError(ValueError):
@@ -94,10 +96,22 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
 
 
 def load_settings(path: str | Path | None = DEFAULT_PARAMS, overrides: Iterable[str] = ()) -> Settings:
-    """Read `path` (None or a missing default file = schema defaults), apply overrides, validate."""
+    """Read `path` (None or a missing default file = schema defaults), write the selected
+    profile over it, apply overrides, validate (settings/profiles.py: the precedence)."""
+    from visionzero.settings.profiles import PROFILES, apply_profile
+
+    overrides = list(overrides)
     data: dict[str, Any] = {}
     if path is not None and (Path(path).exists() or Path(path).name != DEFAULT_PARAMS):
         data = read_params_file(path)
+    name = apply_overrides(data, overrides).get("profile", "paper")
+    if name not in PROFILES:
+        raise SettingsError(f"profile: unknown profile {name!r} (choose one of {', '.join(PROFILES)})")
+    data, overridden = apply_profile(data, name)
+    if overridden and path is not None:
+        more = f" (+{len(overridden) - 3} more)" if len(overridden) > 3 else ""
+        log.warning("%s: profile %s fixes %s%s; the file's value is not used (--set it, or profile: none)",
+                    path, name, ", ".join(overridden[:3]), more)
     return _validate(apply_overrides(data, overrides))
 
 

@@ -79,6 +79,36 @@ class ModelSettings(Section):
     tiny: TinyModelSettings = Field(default_factory=TinyModelSettings, description="Sizes of the tiny model.")
 
 
+class BaseStageSettings(Section):
+    """The base stage: supervised skills from scene graphs, standing in for pretraining."""
+
+    enabled: bool = Field(False, description="Train the tiny model's base skills (clue, judge, observer format) before Iterative-SPO; a real VLM brings them from pretraining.")
+    steps: int = Field(3000, ge=1, description="Optimizer steps (about 0.4 s each on 2 CPU threads for the micro world).")
+    batch_size: int = Field(16, ge=1, description="Examples per step (fresh ones every step).")
+    lr: float = Field(1e-3, gt=0.0, le=1.0, description="Peak AdamW learning rate.")
+    min_lr: float = Field(1e-4, ge=0.0, le=1.0, description="Learning rate at the end of the cosine decay.")
+    warmup_steps: int = Field(50, ge=0, description="Linear warm-up steps.")
+    polish_steps: int = Field(1750, ge=0, description="Steps of a second phase at the constant polish_lr with a fresh optimizer (0 = none); where grounding sharpens (false-clue recall 0.30 -> 0.98 in the micro world).")
+    polish_lr: float = Field(3e-4, gt=0.0, le=1.0, description="Learning rate of the polish phase.")
+    mix_clue: float = Field(0.4, ge=0.0, description="Share of clue examples (name an object of one's own image).")
+    mix_judge: float = Field(0.3, ge=0.0, description="Share of judge examples (is a clue true of an image: yes/no).")
+    mix_observer: float = Field(0.3, ge=0.0, description="Share of observer examples (per-clue checks, then a random vote).")
+    single_object_share: float = Field(0.25, ge=0.0, le=1.0, description="Clue/judge scenes with one object (an easy curriculum for colour grounding).")
+    clue_noise: float = Field(0.05, ge=0.0, le=1.0, description="Share of transcript clues naming a random colour (the observer must flag them).")
+    na_share: float = Field(0.05, ge=0.0, le=1.0, description="Share of observer targets voting N/A (the vote is random either way).")
+    eval_examples: int = Field(200, ge=1, description="Held-out examples per skill in the skills report.")
+    seed: int = Field(0, ge=0, description="Seed of the examples and the update order.")
+    threads: int = Field(2, ge=0, description="torch CPU threads while training the base; 0 keeps torch's default.")
+
+    @model_validator(mode="after")
+    def _mix(self) -> "BaseStageSettings":
+        if self.mix_clue + self.mix_judge + self.mix_observer <= 0:
+            raise ValueError("at least one of mix_clue, mix_judge, mix_observer must be positive")
+        if self.min_lr > self.lr:
+            raise ValueError("min_lr must be <= lr")
+        return self
+
+
 # --------------------------------------------------------------------------- pairs
 class ClevrSettings(Section):
     min_objects: int = Field(4, ge=1, le=12, description="Fewest objects in a scene (paper: 4).")
@@ -181,7 +211,7 @@ class RewardSettings(Section):
     shaped_accuracy: float = Field(1.2, description="shaped: weight of the vote's paper reward correct/na/wrong (released code: 1.2).")
     shaped_bonus: float = Field(0.99, description="shaped: bonus for naming the spy (released code: 0.99).")
     correct: float = Field(1.0, description="Decision reward for naming the spy (paper: +1).")
-    na: float = Field(-0.5, description="Decision reward for N/A (paper: -0.5; below the random-guess value avoids the N/A trap).")
+    na: float = Field(-0.5, description="Decision reward for N/A (paper: -0.5). A model at chance needs it below the random-guess value (4 seats: 0.25*1 + 0.75*(-1) = -0.5) or GRPO slides into always abstaining (the N/A trap); the micro profile uses -1.")
     wrong: float = Field(-1.0, description="Decision reward for a wrong or invalid vote (paper: -1).")
     beta: float = Field(0.1, ge=0.0, description="Clue reward: weight of the spy-suspicion gap (paper: 0.1).")
     lambda_: float = Field(0.1, ge=0.0, alias="lambda", description="Clue reward: penalty on a civilian's own votes (paper: 0.1).")
@@ -228,6 +258,7 @@ class TrainSettings(Section):
     clip_eps: float = Field(0.2, gt=0.0, lt=1.0, description="PPO ratio clip epsilon (paper: 0.2).")
     kl_beta: float = Field(0.04, ge=0.0, description="Weight of the k3 KL to the frozen start model (paper: 0.04); 0 skips the reference.")
     grad_clip: float = Field(1.0, gt=0.0, description="Max global gradient norm.")
+    reasoning_weight: float = Field(1.0, ge=0.0, le=1.0, description="Weight of the policy-gradient term on reasoning tokens relative to the answer (from the last \\boxed on): 1 = every token alike (paper); below 1 puts the advantage where the vote or clue is decided (the KL still covers every token).")
     micro_batch_size: int = Field(8, ge=1, description="Sequences per forward/backward pass.")
     steps_per_iteration: int = Field(1, ge=1, description="Optimizer steps per iteration (the samples are split evenly; micro-batches accumulate).")
     gradient_checkpointing: Literal["auto", "on", "off"] = Field("auto", description="auto = on for CUDA, off on CPU.")
@@ -252,6 +283,7 @@ class RolloutSettings(Section):
 class EvalSettings(Section):
     every: int = Field(10, ge=1, description="Evaluate every k iterations (and after the last).")
     games: int = Field(64, ge=2, description="Held-out games per evaluation and domain (fixed, seeded).")
+    match: bool = Field(True, description="Play the mirrored match against the opponent (win rate); false = held-out self-play and VQA only.")
     opponent: str = Field("base", description="Frozen opponent for the win rate: 'base' (the starting model) or a model spec.")
     vqa_per_type: int = Field(20, ge=0, description="Verifiable VQA questions per question type.")
     max_new_tokens: int = Field(128, ge=1, description="Longest answer in evaluation.")
@@ -278,8 +310,12 @@ class RegistrySettings(Section):
 
 # --------------------------------------------------------------------------- root
 class Settings(Section):
+    profile: Literal["paper", "micro", "none"] = Field(
+        "paper", description="Named world and budget written over this file (settings/profiles.py): paper (the paper's values), micro (the tiny model on a CPU), none."
+    )
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings, description="Seed, device, dtype.")
     model: ModelSettings = Field(default_factory=ModelSettings, description="Which VLM and how to load it.")
+    base: BaseStageSettings = Field(default_factory=BaseStageSettings, description="Base stage of the tiny model (supervised, from scene graphs).")
     pairs: PairsSettings = Field(default_factory=PairsSettings, description="Image-pair generation.")
     game: GameSettings = Field(default_factory=GameSettings, description="The 'Who is the spy?' game.")
     rewards: RewardSettings = Field(default_factory=RewardSettings, description="Rewards and advantages.")

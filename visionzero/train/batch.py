@@ -24,10 +24,34 @@ class ModelBatch:
     completion_mask: torch.Tensor  # [B, C]
     advantages: torch.Tensor  # [B]
     temperature: float
+    answer_mask: torch.Tensor | None = None  # [B, C]: 1 from the last \boxed on (all 1 without one)
 
 
-def collate(samples: Sequence[TrainSample], processor, pad_id: int, device) -> ModelBatch:
-    """Pad a micro-batch and process its images; see the module docstring for the layout."""
+BOX = "\\boxed"
+
+
+def answer_start(token_ids: Sequence[int], tokenizer) -> int:
+    """Index of the completion token where its last `\\boxed` begins (0 when there is none).
+
+    Each token is decoded alone and the pieces are laid end to end: exact for the ASCII
+    markup searched here, whatever multi-byte characters the reasoning holds.
+    """
+    pieces = [tokenizer.decode([t]) for t in token_ids]
+    text = "".join(pieces)
+    at = text.rfind(BOX)
+    if at < 0:
+        return 0
+    end = 0
+    for i, piece in enumerate(pieces):
+        end += len(piece)
+        if end > at:
+            return i
+    return 0
+
+
+def collate(samples: Sequence[TrainSample], processor, pad_id: int, device, with_answer_mask: bool = False) -> ModelBatch:
+    """Pad a micro-batch and process its images; see the module docstring for the layout.
+    `with_answer_mask`: also mark each completion's answer tokens (credit assignment)."""
     P = max(len(s.prompt_ids) for s in samples)
     C = max(len(s.completion_ids) for s in samples)
     ids = torch.full((len(samples), P + C), pad_id, dtype=torch.long)
@@ -49,12 +73,17 @@ def collate(samples: Sequence[TrainSample], processor, pad_id: int, device) -> M
     temps = {s.temperature for s in samples}
     if len(temps) > 1:
         raise ValueError(f"a micro-batch mixes sampling temperatures {sorted(temps)}")
+    answer = torch.zeros((len(samples), C), dtype=torch.long)
+    if with_answer_mask:
+        for row, s in enumerate(samples):
+            answer[row, answer_start(s.completion_ids, processor.tokenizer) : len(s.completion_ids)] = 1
     return ModelBatch(
         inputs={k: v.to(device) for k, v in inputs.items()},
         completion_ids=ids[:, P:].to(device),
         completion_mask=mask[:, P:].to(device),
         advantages=torch.tensor([s.advantage for s in samples], dtype=torch.float32, device=device),
         temperature=temps.pop(),
+        answer_mask=answer.to(device) if with_answer_mask else None,
     )
 
 

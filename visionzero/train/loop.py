@@ -23,8 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from visionzero.base.stage import starting_spec
 from visionzero.game import read_records, write_records
-from visionzero.models.loading import load_model, resolve_spec
+from visionzero.models.loading import load_model
 from visionzero.rl.advantages import RaeState
 from visionzero.rl.controller import PhaseController, PhaseState
 from visionzero.rollout.engine import GameEngine, derive_seed, setup_games
@@ -53,17 +54,20 @@ class PairRef:
     domain: str
     original: str
     edited: str
+    hint: str | None = None  # what differs in the spy's image (from the manifest's change log)
 
 
 def pair_pool(dataset_dirs: Sequence[str | Path], split: str = "train") -> list[PairRef]:
     """Pairs of `split` from one or more dataset folders (each with a manifest.jsonl)."""
+    from visionzero.game.prompts import pair_hint
     from visionzero.pairs.manifest import read_manifest
 
     pool = []
     for folder in map(Path, dataset_dirs):
         for rec in read_manifest(folder):
             if rec.split == split:
-                pool.append(PairRef(rec.id, rec.domain, str(folder / rec.original), str(folder / rec.edited)))
+                hint = pair_hint(rec.domain, rec.changes)
+                pool.append(PairRef(rec.id, rec.domain, str(folder / rec.original), str(folder / rec.edited), hint))
     if not pool:
         raise ValueError(f"no {split} pairs in {', '.join(map(str, dataset_dirs))}")
     return pool
@@ -138,18 +142,18 @@ class IterativeSPO:
                     shutil.rmtree(self.run_dir / sub, ignore_errors=True)
                 (self.run_dir / METRICS).unlink(missing_ok=True)
                 resume_from = None
-        self.base_spec = resolve_spec(settings.model)
+        self.base_spec = starting_spec(settings)  # model.spec, or the tiny model's base stage
         if resume_from is None:
-            self.loaded, reference = load_model(settings.model, settings.runtime), None
+            self.loaded, reference = load_model(settings.model, settings.runtime, spec=self.base_spec), None
         elif settings.train.lora.enabled:  # the base plus the trained adapter, still trainable
             from peft import PeftModel
 
-            self.loaded, reference = load_model(settings.model, settings.runtime), None
+            self.loaded, reference = load_model(settings.model, settings.runtime, spec=self.base_spec), None
             self.loaded.model = PeftModel.from_pretrained(self.loaded.model, str(resume_from / "model"), is_trainable=True)
         else:
             self.loaded = load_model(settings.model, settings.runtime, spec=str(resume_from / "model"))
             # the KL anchor is the starting model; without KL it is never loaded
-            reference = load_model(settings.model, settings.runtime).model if settings.train.kl_beta > 0 else None
+            reference = load_model(settings.model, settings.runtime, spec=self.base_spec).model if settings.train.kl_beta > 0 else None
         self.trainer = PolicyTrainer(self.loaded, settings.train, reference=reference, seed=derive_seed(settings.runtime.seed, "init"))
         self.worker = None
         if settings.rollout.backend == "worker":  # generation in its own process (vLLM on GPU)

@@ -8,7 +8,14 @@ Per completion token t of sequence i (METHOD.md section 5):
     loss_t = pg + beta_kl * kl_k3
 
 averaged over the tokens of each sequence, then over sequences ("token mean, then sequence
-mean"), so a long completion weighs no more than a short one. Both stages (clue self-play
+mean"), so a long completion weighs no more than a short one.
+
+Credit assignment (`pg_weight`, optional): per-token weights on the policy-gradient term
+only; the sequence's pg term becomes the weighted mean sum(w * pg) / sum(w) while the KL
+stays a plain token mean. Weights 1 everywhere give the paper's loss exactly. Weight 1 on
+the answer (from the last `\boxed` on) and r < 1 on the reasoning puts a vote's advantage
+where the vote is decided instead of spreading it over ~50 reasoning tokens
+(train.reasoning_weight). Both stages (clue self-play
 with role advantages, decision RLVR with group-normalised advantages) use this function;
 they differ only in where the advantages come from.
 """
@@ -65,10 +72,11 @@ def clipped_pg_loss(
     clip_eps: float,
     ref_logp: torch.Tensor | None = None,
     kl_beta: float = 0.0,
+    pg_weight: torch.Tensor | None = None,
 ) -> LossParts:
     """Clipped-ratio policy gradient plus k3 KL, token mean then summed over sequences.
 
-    logp, old_logp, ref_logp, mask: [B, T] (mask 1 on completion tokens); advantages: [B].
+    logp, old_logp, ref_logp, mask, pg_weight: [B, T] (mask 1 on completion tokens); advantages: [B].
     Returns sums over the B sequences so micro-batches can be accumulated exactly: the
     caller divides by the total number of sequences in the optimizer step.
     """
@@ -76,13 +84,17 @@ def clipped_pg_loss(
     adv = advantages.to(logp.dtype).unsqueeze(-1)
     ratio = torch.exp(logp - old_logp)
     clipped_ratio = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
-    per_token = -torch.minimum(ratio * adv, clipped_ratio * adv)
+    pg = -torch.minimum(ratio * adv, clipped_ratio * adv)
+    lengths = mask.sum(-1).clamp(min=1.0)
+    if pg_weight is None:
+        per_seq = (pg * mask).sum(-1) / lengths
+    else:
+        w = pg_weight.to(logp.dtype) * mask
+        per_seq = (pg * w).sum(-1) / w.sum(-1).clamp(min=1e-8)
     kl = torch.zeros_like(logp)
     if ref_logp is not None and kl_beta > 0:
         kl = k3_kl(logp, ref_logp)
-        per_token = per_token + kl_beta * kl
-    lengths = mask.sum(-1).clamp(min=1.0)
-    per_seq = (per_token * mask).sum(-1) / lengths
+        per_seq = per_seq + kl_beta * (kl * mask).sum(-1) / lengths
     with torch.no_grad():
         was_clipped = ((ratio - clipped_ratio).abs() > 0).to(logp.dtype)
         kl_seq = (kl * mask).sum(-1) / lengths

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from visionzero.game import Game
-from visionzero.rl.advantages import ClueGame, RaeState, rae_grouped
+from visionzero.rl.advantages import ClueGame, RaeState, rae_sequential
 from visionzero.rl.rewards import GameRewards, Vote, civilian_game_rewards, observer_game_rewards
 from visionzero.rl.stats import VoteGame, batch_stats, mean, na_warning
 from visionzero.settings.schema import RewardSettings
@@ -71,7 +71,8 @@ def score_games(games: Sequence[Game], settings: RewardSettings, rae: RaeState) 
             by_seat = {t.seat: Vote(t.vote.kind, t.vote.seat, t.vote.format_ok) for t in g.decision_turns}
             rewards.append(civilian_game_rewards(by_seat, g.spy_seat, g.n_players, settings))
     clue_games = [ClueGame(r.clue, g.spy_seat) for r, g in zip(rewards, games)]
-    new_rae, clue_adv = rae_grouped(rae, clue_games, settings.rae_alpha, settings.rae_order)
+    # One baseline step per game, in the batch's game order (METHOD.md section 4).
+    new_rae, clue_adv = rae_sequential(rae, clue_games, settings.rae_alpha, settings.rae_order)
     stats = batch_stats(
         [VoteGame(_votes(g), g.spy_seat) for g in games], [r.decision for r in rewards], clue_games, new_rae
     )

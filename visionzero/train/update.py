@@ -167,13 +167,17 @@ class PolicyTrainer:
         )
 
     def _accumulate(self, micro: Sequence[TrainSample], n_total: int):
-        batch = collate(micro, self.loaded.processor, self.pad_id, self.device)
+        weight = self.settings.reasoning_weight
+        batch = collate(micro, self.loaded.processor, self.pad_id, self.device, with_answer_mask=weight < 1.0)
         logits = completion_logits(self.model, batch)
         logp = token_logprobs(logits, batch.completion_ids, batch.temperature)
         old = self._old_logprobs(micro, logp)
+        pg_weight = None
+        if batch.answer_mask is not None:  # credit on the answer, `weight` of it on the reasoning
+            pg_weight = batch.answer_mask + weight * (1 - batch.answer_mask)
         parts = clipped_pg_loss(
             logp, old, batch.advantages, batch.completion_mask, self.settings.clip_eps,
-            ref_logp=self._ref_logprobs(batch), kl_beta=self.settings.kl_beta,
+            ref_logp=self._ref_logprobs(batch), kl_beta=self.settings.kl_beta, pg_weight=pg_weight,
         )
         # Dividing by the step's sequence count makes the accumulated gradient the gradient
         # of the sequence mean, whatever the micro-batch size.
@@ -186,13 +190,20 @@ class PolicyTrainer:
 
     @torch.no_grad()
     def _with_behaviour_logprobs(self, samples: list[TrainSample]) -> list[TrainSample]:
+        """Log-probs of the policy as it sampled: eval mode, as generation ran (LoRA dropout
+        and any other dropout off), whatever mode training left the model in."""
         missing = [s for s in samples if s.old_logprobs is None]
         done: dict[int, list[float]] = {}
-        for micro in self._micro_batches(missing):
-            batch = collate(micro, self.loaded.processor, self.pad_id, self.device)
-            logp = token_logprobs(completion_logits(self.model, batch), batch.completion_ids, batch.temperature)
-            for row, s in enumerate(micro):
-                done[id(s)] = logp[row, : len(s.completion_ids)].tolist()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for micro in self._micro_batches(missing):
+                batch = collate(micro, self.loaded.processor, self.pad_id, self.device)
+                logp = token_logprobs(completion_logits(self.model, batch), batch.completion_ids, batch.temperature)
+                for row, s in enumerate(micro):
+                    done[id(s)] = logp[row, : len(s.completion_ids)].tolist()
+        finally:
+            self.model.train(was_training)
         return [s if s.old_logprobs is not None else replace(s, old_logprobs=done[id(s)]) for s in samples]
 
     @staticmethod

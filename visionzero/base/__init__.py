@@ -1,0 +1,1 @@
+"""The tiny model's base stage: supervised skills from scene graphs, standing in for pretraining."""
