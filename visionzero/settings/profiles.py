@@ -47,7 +47,9 @@ MICRO: dict[str, Any] = {
     "train": {
         "iterations": 40,
         "games_per_iteration": 16,
-        "lr": 3e-4,
+        # 3e-4 broke the observer's format within 16 iterations (the clue stage's updates
+        # leaked "I see a ..." into every vote); 1e-4 kept it intact through 28 (measured).
+        "lr": 1e-4,
         "micro_batch_size": 16,
         # Hysteresis needs ~45 iterations of 90% accuracy to leave the decision stage: in a
         # 40-iteration CPU run the clue stage would never train. Alternate every K_min = 5.
