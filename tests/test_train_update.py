@@ -172,3 +172,30 @@ def test_answer_mask_starts_at_the_last_box(tiny_model):
     ids = tok("Player 1: red no. \\boxed{1} then \\boxed{2}", add_special_tokens=False)["input_ids"]
     assert tok.decode(ids[answer_start(ids, tok):]).strip() == "\\boxed{2}"
     assert answer_start(tok("no box at all", add_special_tokens=False)["input_ids"], tok) == 0
+
+
+def test_anchors_add_only_the_kl_of_the_other_stage(tiny_settings, samples):
+    decision = [s for s in samples if s.stage == "decision"]
+    clue = [s for s in samples if s.stage == "clue"]
+
+    def grads_after_a_first_step(*overrides, anchors=()):
+        trainer, _ = _trainer(tiny_settings, "train.lr=1e-2", "train.kl_beta=0.5", *overrides)
+        torch.manual_seed(0)
+        trainer.step(decision, "decision")  # move away from the reference: KL > 0
+        trainer.optimizer.zero_grad()
+        before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+        metrics = trainer.step(decision, "decision", anchors)
+        moved = {n: p.detach() - before[n] for n, p in trainer.model.named_parameters()}
+        return metrics, moved
+
+    plain, moved = grads_after_a_first_step()
+    anchored, moved_anchored = grads_after_a_first_step(anchors=clue)
+    assert plain.anchors == 0 and anchored.anchors == len(clue) and anchored.samples == plain.samples
+    assert any(not torch.equal(moved[n], moved_anchored[n]) for n in moved)  # the clue KL pulled too
+    # with advantage 0 the anchors carry no policy gradient: whatever their advantage was
+    flipped = [TrainSample(s.prompt_ids, s.completion_ids, s.images, -5.0 * s.advantage, s.stage) for s in clue]
+    _, moved_flipped = grads_after_a_first_step(anchors=flipped)
+    for n in moved:
+        torch.testing.assert_close(moved_flipped[n], moved_anchored[n])
+    none, _ = grads_after_a_first_step("train.kl_beta=0", anchors=clue)
+    assert none.anchors == 0  # nothing to anchor without a KL term

@@ -258,6 +258,7 @@ class TrainSettings(Section):
     clip_eps: float = Field(0.2, gt=0.0, lt=1.0, description="PPO ratio clip epsilon (paper: 0.2).")
     kl_beta: float = Field(0.04, ge=0.0, description="Weight of the k3 KL to the frozen start model (paper: 0.04); 0 skips the reference.")
     grad_clip: float = Field(1.0, gt=0.0, description="Max global gradient norm.")
+    anchor_inactive: bool = Field(False, description="Also pass the inactive stage's completions through the KL term alone (no policy gradient), so one stage's updates cannot reshape the other's outputs in the shared weights; off = the paper (only the active stage's samples).")
     reasoning_weight: float = Field(1.0, ge=0.0, le=1.0, description="Weight of the policy-gradient term on reasoning tokens relative to the answer (from the last \\boxed on): 1 = every token alike (paper); below 1 puts the advantage where the vote or clue is decided (the KL still covers every token).")
     micro_batch_size: int = Field(8, ge=1, description="Sequences per forward/backward pass.")
     steps_per_iteration: int = Field(1, ge=1, description="Optimizer steps per iteration (the samples are split evenly; micro-batches accumulate).")

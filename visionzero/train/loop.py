@@ -253,7 +253,9 @@ class IterativeSPO:
         scored = ScoredGames.from_dict(raw)
         stage = self.controller.stage
         self.trainer.model.train()
-        update = self.trainer.step(training_samples(games, scored, stage), stage)
+        other = "clue" if stage == "decision" else "decision"
+        anchors = training_samples(games, scored, other) if self.settings.train.anchor_inactive else []
+        update = self.trainer.step(training_samples(games, scored, stage), stage, anchors)
         self.rae = scored.rae
         switch = self.controller.update(scored.stats["vote_accuracy"], scored.stats["na_rate"])
         self.iteration += 1

@@ -43,6 +43,7 @@ class UpdateMetrics:
     lr: float
     completion_len: float
     seconds: float
+    anchors: int = 0  # other-stage completions that added only the KL term
 
     @property
     def tokens_per_s(self) -> float:
@@ -126,10 +127,16 @@ class PolicyTrainer:
             groups.setdefault(s.temperature, []).append(s)
         return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
-    def step(self, samples: Sequence[TrainSample], stage: Stage) -> UpdateMetrics:
-        """Train on the `stage` samples (the others are ignored) with `steps_per_iteration` steps."""
+    def step(self, samples: Sequence[TrainSample], stage: Stage, anchors: Sequence[TrainSample] = ()) -> UpdateMetrics:
+        """Train on the `stage` samples (the others are ignored) with `steps_per_iteration` steps.
+
+        `anchors` (train.anchor_inactive): completions of the other stage that add only the
+        KL term (advantage 0, so no policy gradient), weighted per sequence like the active
+        ones: they hold that stage's outputs near the reference while this one trains.
+        """
         start = time.perf_counter()
         active = [s for s in samples if s.stage == stage]
+        anchors = [replace(s, advantage=0.0) for s in anchors if s.stage != stage] if self.settings.kl_beta > 0 else []
         n_steps = min(self.settings.steps_per_iteration, max(1, len(active)))
         if n_steps > 1:
             # Later steps see a policy that already moved: their ratios need the log-probs
@@ -138,7 +145,7 @@ class PolicyTrainer:
         slices = [active[i::n_steps] for i in range(n_steps)]
         totals = dict(loss=0.0, kl=0.0, clipped=0.0, entropy=0.0, grad_norm=0.0)
         tokens = 0
-        for part in slices:
+        for k, part in enumerate(slices):
             self.optimizer.zero_grad(set_to_none=True)
             for micro in self._micro_batches(part):
                 parts, entropy = self._accumulate(micro, n_total=len(part))
@@ -147,6 +154,8 @@ class PolicyTrainer:
                 totals["clipped"] += parts.clipped / len(active)
                 totals["entropy"] += entropy / len(active)
                 tokens += parts.tokens
+            for micro in self._micro_batches(anchors[k::n_steps]) if part else ():
+                self._accumulate(micro, n_total=len(part))
             if part:
                 norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
                 totals["grad_norm"] += float(norm) / n_steps
@@ -164,6 +173,7 @@ class PolicyTrainer:
             lr=self.scheduler.get_last_lr()[0],
             completion_len=tokens / max(1, len(active)),
             seconds=time.perf_counter() - start,
+            anchors=len(anchors),
         )
 
     def _accumulate(self, micro: Sequence[TrainSample], n_total: int):
