@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 
 from prefect import task
 from prefect.logging import get_run_logger
@@ -15,17 +13,13 @@ from tasks.session import settings_of
 @task(name="base-stage", retries=1, retry_delay_seconds=[5])
 def prepare_base_model(params: str, overrides: Sequence[str], metrics_path: str | None = None) -> str:
     """The model Iterative-SPO starts from. With base.enabled on the tiny model: the base
-    stage's output (a cached folder, the shipped copy, or ~20 CPU-minutes of training);
+    stage's output (a cached folder, the shipped copy, or about 35 minutes of training on 2 CPU threads);
     else model.spec. Writes the base's held-out skills to `metrics_path` when given."""
-    from visionzero.base.stage import read_record, skills_metrics, starting_spec
-    from visionzero.fileio import write_text_atomic
+    from visionzero.base.stage import skills_metrics, starting_spec, write_skills_metrics
 
-    logger = get_run_logger()
     s = settings_of(params, overrides)
     spec = starting_spec(s)
-    record = read_record(spec) if Path(spec).is_dir() else None
-    if record is not None:
-        logger.info("base stage %s: %s", spec, ", ".join(f"{k} {v:.3f}" for k, v in record["skills"].items()))
-    if metrics_path:
-        write_text_atomic(metrics_path, json.dumps(skills_metrics(spec) if record else {}, indent=2, sort_keys=True) + "\n")
+    skills = write_skills_metrics(spec, metrics_path) if metrics_path else skills_metrics(spec)
+    if skills:
+        get_run_logger().info("base stage %s: %s", spec, ", ".join(f"{k} {v:.3f}" for k, v in skills.items()))
     return spec

@@ -109,13 +109,13 @@ def _scene_clue(rng: np.random.Generator, scene: Scene, ref: str, clevr: ClevrSe
 
 def _with_images(messages: list[dict[str, Any]], scene: Scene) -> list[dict[str, Any]]:
     """Replace the example game's image refs by the scene's images (copying the messages)."""
-    arrays = {ORIGINAL: scene.original, EDITED: scene.edited}
+    images = {ORIGINAL: scene.original, EDITED: scene.edited}
     out = []
     for m in messages:
         content = m["content"]
         if isinstance(content, list):
             content = [
-                {**p, "image": arrays[p["image"]]} if p.get("type") == "image" and p.get("image") in arrays else p
+                {**p, "image": images[p["image"]]} if p.get("type") == "image" and p.get("image") in images else p
                 for p in content
             ]
         out.append({**m, "content": content})

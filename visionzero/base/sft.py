@@ -12,7 +12,6 @@ Then the held-out skills are measured greedily (skills.py) and everything is sav
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -26,16 +25,9 @@ from visionzero.settings import Settings
 from visionzero.train.batch import collate, completion_logits
 from visionzero.train.loss import token_logprobs
 from visionzero.train.samples import TrainSample
+from visionzero.train.update import cosine_with_warmup
 
 Log = Callable[[str], None]
-
-
-def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
-    """Linear warm-up to 1, then cosine decay to `floor` (a fraction of the peak)."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def encode(examples: Sequence[Example], loaded: LoadedModel) -> list[TrainSample]:
@@ -80,7 +72,7 @@ def train_base(loaded: LoadedModel, settings: Settings, log: Log | None = None, 
         torch.set_num_threads(base.threads)
     torch.manual_seed(base.seed)
     floor = base.min_lr / base.lr
-    curve = run_phase(loaded, settings, base.steps, base.lr, lambda s: lr_factor(s, base.steps, base.warmup_steps, floor),
+    curve = run_phase(loaded, settings, base.steps, base.lr, lambda s: cosine_with_warmup(s, base.steps, base.warmup_steps, floor),
                       stream_part=1, label="base", log=log, log_every=log_every)  # fmt: skip
     if base.polish_steps:
         curve += polish(loaded, settings, log, log_every)

@@ -5,8 +5,8 @@ settings, the world its examples come from, the game's layout, the builder versi
 `<model.cache_dir>/base-<key>/`. Three ways to get it, cheapest first:
 1. the cache folder already holds it;
 2. the repository ships the output for the `micro` profile (visionzero/assets/micro-base,
-   about 4 MB) and its key matches: it is copied (20 CPU-minutes saved on a fresh clone);
-3. otherwise it is trained (about 20 minutes on 2 CPU threads for the micro world) and
+   about 4 MB) and its key matches: it is copied (about 35 minutes of training saved on a fresh clone);
+3. otherwise it is trained (about 35 minutes on 2 CPU threads for the micro world) and
    its held-out skills measured. `force=True` (`vision-zero model prepare --retrain`,
    `dvc repro -f base_model`) always trains: that is how the shipped copy is rebuilt.
 Folders are built beside the target and renamed into place, so a crash leaves nothing half-made.
@@ -135,6 +135,16 @@ def build_base(settings: Settings, out_dir: str | Path, say: Callable[[str], Non
 
 
 def skills_metrics(folder: str | Path) -> dict[str, float]:
-    """The base model's held-out skills as flat metrics (`base/<skill>`); {} if not a base."""
+    """The base model's held-out skills as flat metrics (`base/<skill>`); {} if not a base
+    (a model folder without a base-stage record, or a hub id)."""
     record = read_record(folder) or {}
     return {f"base/{k}": float(v) for k, v in record.get("skills", {}).items()}
+
+
+def write_skills_metrics(folder: str | Path, path: str | Path) -> dict[str, float]:
+    """Write `skills_metrics(folder)` to `path` (the DVC metrics file); returns them."""
+    from visionzero.fileio import write_text_atomic
+
+    metrics = skills_metrics(folder)
+    write_text_atomic(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics

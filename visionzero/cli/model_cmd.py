@@ -66,8 +66,10 @@ def _prepare(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if settings.model.spec == "tiny" and settings.base.enabled:
         return _prepare_base(settings, args)
-    if args.metrics:
-        _write_metrics(args.metrics, {})
+    if args.metrics:  # not a base stage: no skills
+        from visionzero.base.stage import write_skills_metrics
+
+        write_skills_metrics(settings.model.spec, args.metrics)
     if settings.model.spec == "tiny":
         return _build_tiny(argparse.Namespace(**{**vars(args), "out": None}))
     folder = Path(settings.model.cache_dir)
@@ -81,14 +83,8 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_metrics(path: str, metrics: dict[str, float]) -> None:
-    from visionzero.fileio import write_text_atomic
-
-    write_text_atomic(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-
-
 def _prepare_base(settings, args: argparse.Namespace) -> int:
-    from visionzero.base.stage import ensure_base, read_record, skills_metrics
+    from visionzero.base.stage import ensure_base, read_record, write_skills_metrics
 
     start = time.perf_counter()
     folder = ensure_base(settings, force=args.retrain, log_fn=print)
@@ -97,7 +93,7 @@ def _prepare_base(settings, args: argparse.Namespace) -> int:
     print(f"base model: {folder} ({time.perf_counter() - start:.1f} s; trained in {record.get('train_seconds', 0):.0f} s)")
     print("held-out skills: " + ", ".join(f"{k} {v:.3f}" for k, v in skills.items()))
     if args.metrics:
-        _write_metrics(args.metrics, skills_metrics(folder))
+        write_skills_metrics(folder, args.metrics)
     return 0
 
 

@@ -55,12 +55,12 @@ class UpdateMetrics:
         return {f"{prefix}{k}": float(v) for k, v in data.items()}
 
 
-def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
-    """LR multiplier: linear warm-up to 1 over `warmup` steps, then cosine decay to 0."""
+def cosine_with_warmup(step: int, total: int, warmup: int, floor: float = 0.0) -> float:
+    """LR multiplier: linear warm-up to 1 over `warmup` steps, then cosine decay to `floor`."""
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 class PolicyTrainer:
