@@ -6,7 +6,10 @@ Side by side on the same tiny model and the same samples (real completions of cl
               sum of log-probs as the loss): what any update must pay at least
   batched lp  no-grad log-probs of all samples, one forward per micro-batch
   one-by-one  the same log-probs one sample at a time (the released code's pattern)
-Goals: update tokens/s >= 0.6 x raw; batched log-probs much faster than one-by-one.
+  votes       PolicyTrainer.step on the vote samples of real games (G completions of one
+              observer prompt each), with train.share_prompts on vs off
+Goals: update tokens/s >= 0.6 x raw; batched log-probs much faster than one-by-one; shared
+vote prompts >= 2x faster than padded copies.
 Tokens counted = prompt + completion tokens processed.
 
     python bench/bench_update.py [--samples 64] [--json bench/results/update.json]
@@ -25,13 +28,14 @@ from tests.helpers import simple_pairs
 from visionzero.base.stage import starting_spec
 from visionzero.game import clue_request
 from visionzero.models import load_model
-from visionzero.rollout.engine import setup_games
+from visionzero.rl.advantages import RaeState
+from visionzero.rollout.engine import GameEngine, setup_games
 from visionzero.rollout.hf_backend import HFPolicy
 from visionzero.rollout.types import Sampling
 from visionzero.settings import load_settings
 from visionzero.train.batch import collate, completion_logits
 from visionzero.train.loss import token_logprobs
-from visionzero.train.samples import TrainSample
+from visionzero.train.samples import TrainSample, score_games, training_samples
 from visionzero.train.update import PolicyTrainer
 
 
@@ -75,12 +79,25 @@ def main() -> None:
 
     _, t_batched = timed(logprobs, trainer._micro_batches(samples))
     _, t_single = timed(logprobs, [[x] for x in samples])
+
+    # The vote stage: the G completions of each game share one long observer prompt.
+    games = setup_games(simple_pairs(Path(tempfile.mkdtemp()), 8), s.game, seed=1)
+    GameEngine(HFPolicy(loaded), s.game).play(games, seed=0)
+    scored = score_games(games, s.rewards, RaeState())
+    votes = [v if v.advantage else TrainSample(**{**v.__dict__, "advantage": 1.0}) for v in training_samples(games, scored, "decision")]
+    vote_times = {}
+    for share in (False, True):
+        trainer.share_prompts = share
+        trainer.step(votes[: s.game.group_size], "decision")  # warm-up
+        _, vote_times[share] = timed(trainer.step, votes, "decision")
     report("update", {
         "samples": len(samples), "tokens": tokens, "micro_batch_size": s.train.micro_batch_size,
         "update tokens/s": tokens / t_update, "raw fwd+bwd tokens/s": tokens / t_raw,
         "update / raw": t_raw / t_update,
         "batched log-probs tokens/s": tokens / t_batched, "one-by-one log-probs tokens/s": tokens / t_single,
         "batched / one-by-one": t_single / t_batched, "kl after step": metrics.kl,
+        "vote samples": len(votes), "vote update s (copies)": vote_times[False], "vote update s (shared)": vote_times[True],
+        "shared / copies": vote_times[False] / vote_times[True],
     }, args.json)  # fmt: skip
 
 

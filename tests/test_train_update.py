@@ -64,6 +64,31 @@ def test_padded_batch_logprobs_equal_one_at_a_time(tiny_model, samples):
         torch.testing.assert_close(batched[row, :n], alone[0, :n], atol=1e-5, rtol=0)
 
 
+def test_shared_prompts_give_the_same_logits_and_gradients(tiny_model, samples):
+    """Two prompts (images of different sizes) x 4 completions: prompts once + repeated KV
+    cache must equal the 8 padded copies, in the log-probs and in every parameter's gradient."""
+    model, proc, pad = tiny_model.model, tiny_model.processor, tiny_model.tokenizer.pad_token_id
+    results = []
+    for share in (False, True):
+        batch = collate(samples, proc, pad, "cpu", share_prompts=share)
+        assert batch.group_size == (4 if share else 1)
+        assert batch.inputs["input_ids"].shape[0] == (2 if share else 8)
+        model.zero_grad(set_to_none=True)
+        logp = token_logprobs(completion_logits(model, batch), batch.completion_ids) * batch.completion_mask
+        (logp.sum() + (logp * torch.arange(logp.shape[1])).sum() * 0.1).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((logp.detach(), grads))
+    model.zero_grad(set_to_none=True)
+    (plain, plain_grads), (shared, shared_grads) = results
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=0)
+    assert plain_grads.keys() == shared_grads.keys() and len(plain_grads) > 10
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, atol=1e-5, rtol=1e-4)
+    # unequal groups (3 + 4) or a lone prompt fall back to the padded layout
+    assert collate(samples[1:], proc, pad, "cpu", share_prompts=True).group_size == 1
+    assert collate(samples[:1], proc, pad, "cpu", share_prompts=True).group_size == 1
+
+
 def test_inactive_stage_samples_get_no_gradient(tiny_settings, samples):
     decision = [s for s in samples if s.stage == "decision"]
     t1, _ = _trainer(tiny_settings, "train.lr=1e-9")

@@ -88,6 +88,8 @@ class PolicyTrainer:
         use_ckpt = train.gradient_checkpointing == "on" or (train.gradient_checkpointing == "auto" and device.type == "cuda")
         if use_ckpt:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # A shared prompt runs once through a KV cache, which checkpointed layers do not keep.
+        self.share_prompts = train.share_prompts and not use_ckpt
         # The reference is the starting policy. With LoRA it is the same network with the
         # adapters switched off (no second copy in memory); without, a frozen deep copy.
         self.ref_model = None
@@ -120,7 +122,8 @@ class PolicyTrainer:
             return token_logprobs(completion_logits(ref, batch), batch.completion_ids, batch.temperature)
 
     def _micro_batches(self, samples: Sequence[TrainSample]) -> list[list[TrainSample]]:
-        """Group by temperature (one T per forward), then chunk by micro_batch_size."""
+        """Group by temperature (one T per forward), then chunk by micro_batch_size (in game
+        order, so a size that is a multiple of G keeps each game's votes on one shared prompt)."""
         size = self.settings.micro_batch_size
         groups: dict[float, list[TrainSample]] = {}
         for s in samples:
@@ -142,7 +145,8 @@ class PolicyTrainer:
             # Later steps see a policy that already moved: their ratios need the log-probs
             # of the policy that sampled, so record them before the first step.
             active = self._with_behaviour_logprobs(active)
-        slices = [active[i::n_steps] for i in range(n_steps)]
+        # Contiguous slices: a game's samples stay together (one shared prompt per group).
+        slices = [active[i * len(active) // n_steps : (i + 1) * len(active) // n_steps] for i in range(n_steps)]
         totals = dict(loss=0.0, kl=0.0, clipped=0.0, entropy=0.0, grad_norm=0.0)
         tokens = 0
         for k, part in enumerate(slices):
@@ -154,7 +158,8 @@ class PolicyTrainer:
                 totals["clipped"] += parts.clipped / len(active)
                 totals["entropy"] += entropy / len(active)
                 tokens += parts.tokens
-            for micro in self._micro_batches(anchors[k::n_steps]) if part else ():
+            share = anchors[k * len(anchors) // n_steps : (k + 1) * len(anchors) // n_steps]
+            for micro in self._micro_batches(share) if part else ():
                 self._accumulate(micro, n_total=len(part))
             if part:
                 norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
@@ -178,7 +183,9 @@ class PolicyTrainer:
 
     def _accumulate(self, micro: Sequence[TrainSample], n_total: int):
         weight = self.settings.reasoning_weight
-        batch = collate(micro, self.loaded.processor, self.pad_id, self.device, with_answer_mask=weight < 1.0)
+        batch = collate(
+            micro, self.loaded.processor, self.pad_id, self.device, with_answer_mask=weight < 1.0, share_prompts=self.share_prompts
+        )
         logits = completion_logits(self.model, batch)
         logp = token_logprobs(logits, batch.completion_ids, batch.temperature)
         old = self._old_logprobs(micro, logp)
@@ -208,7 +215,7 @@ class PolicyTrainer:
         self.model.eval()
         try:
             for micro in self._micro_batches(missing):
-                batch = collate(micro, self.loaded.processor, self.pad_id, self.device)
+                batch = collate(micro, self.loaded.processor, self.pad_id, self.device, share_prompts=self.share_prompts)
                 logp = token_logprobs(completion_logits(self.model, batch), batch.completion_ids, batch.temperature)
                 for row, s in enumerate(micro):
                     done[id(s)] = logp[row, : len(s.completion_ids)].tolist()
