@@ -9,7 +9,9 @@ reproduced by the two commands it prints. Variants (METHOD.md section 6 ablation
   rae_off        role baselines off (rae_alpha 0: advantage = raw zero-sum reward)
   clue_only      only the clue stage trains
   decision_only  only the decision stage trains
-Results: OUT/summary.json, OUT/summary.md and each run's metrics.jsonl (training curves).
+Results: OUT/summary.json, OUT/summary.md, OUT/curves.png (training vote accuracy and spy
+identification per iteration, every run) and each run's metrics.jsonl; every training and
+evaluation is also an MLflow run (experiment `learning-study` in the configured store).
 
     python scripts/learning_study.py --seeds 0 1 --variants full rae_off clue_only decision_only
 """
@@ -31,7 +33,8 @@ VARIANTS = {
     "decision_only": ["train.phase.mode=decision_only"],
 }
 KEYS = ("game/vote_accuracy", "game/spy_identified", "game/best_constant_seat_accuracy", "game/accuracy_over_constant",
-        "game/na_rate", "game/invalid_rate", "game/clue_valid_rate", "win_rate", "match/ci_low", "match/ci_high")  # fmt: skip
+        "game/na_rate", "game/invalid_rate", "game/clue_valid_rate", "game/spy_identifiable", "game/spy_clue_false_rate",
+        "game/civilian_clue_true_rate", "win_rate", "match/ci_low", "match/ci_high")  # fmt: skip
 
 
 def cli(*args: str) -> list[str]:
@@ -56,7 +59,7 @@ def settings_args(pairs_overrides: list[str]) -> list[str]:
 def one(variant: str, seed: int, a: argparse.Namespace) -> dict:
     folder = Path(a.out) / f"{variant}-s{seed}"
     common = settings_args([f"runtime.seed={seed}", "runtime.threads=1", f"train.iterations={a.iterations}",
-                            f"eval.games={a.games}", *VARIANTS[variant], *a.set])  # fmt: skip
+                            f"eval.games={a.games}", "tracking.experiment=learning-study", *VARIANTS[variant], *a.set])  # fmt: skip
     start = time.perf_counter()
     run(cli("train", "--pairs", a.pairs, "--run-dir", str(folder), "--restart", *common), folder / "train.log")
     trained = time.perf_counter() - start
@@ -64,6 +67,30 @@ def one(variant: str, seed: int, a: argparse.Namespace) -> dict:
     run(cli("eval", "--model", str(ckpt), "--pairs", a.pairs, "--out", str(folder / "eval.json"), *common), folder / "eval.log")
     result = json.loads((folder / "eval.json").read_text())
     return {"variant": variant, "seed": seed, "train_seconds": round(trained), **{k: result.get(k) for k in KEYS}}
+
+
+def plot_curves(out: Path, rows: list[dict]) -> None:
+    """Training curves of every run (5-iteration moving mean) side by side: OUT/curves.png."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
+    for r in rows:
+        if r["seed"] is None:
+            continue
+        metrics = [json.loads(line) for line in (out / f"{r['variant']}-s{r['seed']}" / "metrics.jsonl").read_text().splitlines()]
+        for ax, key in zip(axes, ("game/vote_accuracy", "game/spy_identified")):
+            ys = [m[key] for m in metrics]
+            smooth = [sum(ys[max(0, i - 4) : i + 1]) / len(ys[max(0, i - 4) : i + 1]) for i in range(len(ys))]
+            ax.plot([m["iteration"] for m in metrics], smooth, label=f"{r['variant']} s{r['seed']}")
+    base = next(r for r in rows if r["seed"] is None)
+    for ax, key in zip(axes, ("game/vote_accuracy", "game/spy_identified")):
+        ax.axhline(base[key], color="gray", linestyle="--", label="base (held-out)")
+        ax.set_xlabel("iteration")
+        ax.set_title(f"training {key.split('/')[-1]} (5-it. mean)")
+    axes[0].legend(fontsize=7)
+    FigureCanvasAgg(fig).print_png(str(out / "curves.png"))
 
 
 def main() -> None:
@@ -78,13 +105,14 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="extra overrides for every run")
     a = parser.parse_args()
     out = Path(a.out)
-    base_common = settings_args([f"eval.games={a.games}", "runtime.threads=1", *a.set])
+    base_common = settings_args([f"eval.games={a.games}", "runtime.threads=1", "tracking.experiment=learning-study", *a.set])
     run(cli("eval", "--no-match", "--pairs", a.pairs, "--out", str(out / "base" / "eval.json"), *base_common), out / "base" / "eval.log")
     base = json.loads((out / "base" / "eval.json").read_text())
     rows = [{"variant": "base", "seed": None, "train_seconds": 0, **{k: base.get(k) for k in KEYS}}]
     with ThreadPoolExecutor(a.jobs) as pool:
         rows += list(pool.map(lambda vs: one(*vs, a), [(v, s) for v in a.variants for s in a.seeds]))
     (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+    plot_curves(out, rows)
     head = "| variant | seed | " + " | ".join(k.split("/")[-1] for k in KEYS) + " |"
     lines = [head, "|" + "---|" * (len(KEYS) + 2)]
     for r in rows:

@@ -87,6 +87,24 @@ def test_observer_checks_are_true_and_the_vote_is_random():
     assert hits / 400 < 0.3
 
 
+def test_the_vote_prior_names_the_flagged_seat_at_its_rate():
+    def follow(q, seed=4):
+        rng, scenes = _scenes(600, seed=seed)
+        hits = n = 0
+        for scene in scenes:
+            ex = observer_example(rng, scene, CLEVR, GAME, noise=0.05, na_share=0.0, vote_prior=q)
+            flagged = {s for s, ok in zip(ex.truth["seats"], ex.truth["checks"]) if ok is False}
+            if len(flagged) == 1:
+                n += 1
+                hits += parse_vote(ex.target, GAME.n_players).seat == flagged.pop()
+        return hits / n, n
+
+    chance, n0 = follow(0.0)
+    half, n5 = follow(0.5)
+    assert n0 > 200 and n5 > 200
+    assert chance < 0.33 and abs(half - (0.5 + 0.5 / GAME.n_players)) < 0.08  # q + (1 - q) / seats
+
+
 def test_scoring_counts_each_wrong_item():
     rng, (scene,) = _scenes(1, seed=3)
     ex = observer_example(rng, scene, CLEVR, GAME, noise=0.0, na_share=0.0)

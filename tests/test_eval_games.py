@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from visionzero.eval.game_eval import game_metrics, play_selfplay
+from visionzero.eval.game_eval import clue_scene_metrics, game_metrics, play_selfplay
 from visionzero.eval.results import (
     append_curve,
     curve_series,
@@ -133,6 +133,22 @@ class OneSeat:
     def generate(self, requests, sampling, seed=0):
         text = f"Hmm. \\boxed{{{self.seat}}}"
         return [[_completion(text if r.stage == "decision" else "\\boxed{a thing}") for _ in range(sampling.n)] for r in requests]
+
+
+def test_clue_scene_metrics_say_whether_the_clues_give_the_spy_away(settings, pairs):
+    """Originals are red squares, the spy's image a blue disc: a spy that describes its own
+    image names a colour absent from the original (identifiable); one that blends in does not."""
+    scenes = {p.id: {"red"} for p in pairs}
+    rates = {}
+    for blend in (0.0, 0.5, 1.0):
+        games, _ = play_selfplay(Player(blend=blend, sight=0.0), pairs[:30], settings.game, seed=0)
+        m = clue_scene_metrics(games, scenes)
+        assert m["game/civilian_clue_true_rate"] == 1.0
+        rates[blend] = (m["game/spy_identifiable"], m["game/spy_clue_false_rate"])
+    assert rates[0.0] == (1.0, 1.0)
+    assert rates[1.0] == (0.0, 0.0)
+    assert 0.0 < rates[0.5][1] < 1.0 and 0.0 < rates[0.5][0] < 1.0  # two rounds: either false clue flags the spy
+    assert clue_scene_metrics(games, {}) == {}  # no scene graphs (charts, photos): nothing claimed
 
 
 def test_seat_piling_is_measured_against_the_best_constant_seat(settings, pairs):

@@ -190,12 +190,13 @@ def test_answer_credit_weights_only_the_policy_gradient_term():
     assert torch.all(with_kl[(answer == 0) & (mask == 1)] != 0)  # the KL still holds the reasoning
 
 
-def test_answer_mask_starts_at_the_last_box(tiny_model):
+def test_answer_mask_starts_at_the_first_box_content(tiny_model):
     from visionzero.train.batch import answer_start
 
     tok = tiny_model.tokenizer
     ids = tok("Player 1: red no. \\boxed{1} then \\boxed{2}", add_special_tokens=False)["input_ids"]
-    assert tok.decode(ids[answer_start(ids, tok):]).strip() == "\\boxed{2}"
+    answer = tok.decode(ids[answer_start(ids, tok):]).strip()
+    assert answer.startswith("1") and answer.endswith("\\boxed{2}")  # the parsed vote on, not its opener
     assert answer_start(tok("no box at all", add_special_tokens=False)["input_ids"], tok) == 0
 
 

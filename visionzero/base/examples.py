@@ -11,7 +11,8 @@ computed from CLEVR scene graphs, never from game outcomes and never who the spy
 - observer: the real observer prompt (ORIGINAL image, every clue) -> one check per clue,
             "Player 3: red no.", true against the original image, then a RANDOM vote in
             the box. The base learns the output format and the per-clue reasoning; which
-            seat to vote for is left to reinforcement learning (Iterative-SPO).
+            seat to vote for is left to reinforcement learning (Iterative-SPO), apart
+            from a weak prior taught last (`base.vote_prior`, see observer_example).
 
 Pure Python + numpy/Pillow (no torch): examples hold PIL images; the trainer makes tensors.
 """
@@ -160,28 +161,51 @@ def judge_example(rng, scene: Scene, clevr: ClevrSettings) -> Example:
 
 def observer_target(g: Game, original_colors: set[str], colors: list[str], vote: str) -> tuple[str, list[bool | None]]:
     """The observer's reply: one check per clue in speaking order, then `\\boxed{vote}`."""
-    lines, truth = [], []
-    for t in g.clue_turns():
-        color = color_of(t.clue.text, colors) if t.clue and t.clue.valid else None
-        ok = None if color is None else color in original_colors
-        truth.append(ok)
-        lines.append(check_line(t.seat, color, bool(ok)))
+    truth = observer_checks(g, original_colors, colors)
+    lines = [check_line(t.seat, _color(t, colors), bool(ok)) for t, ok in zip(g.clue_turns(), truth)]
     return " ".join(lines) + f" \\boxed{{{vote}}}", truth
 
 
-def observer_example(rng, scene: Scene, clevr: ClevrSettings, game: GameSettings, noise: float, na_share: float) -> Example:
+def _color(turn, colors: list[str]) -> str | None:
+    return color_of(turn.clue.text, colors) if turn.clue and turn.clue.valid else None
+
+
+def observer_checks(g: Game, original_colors: set[str], colors: list[str]) -> list[bool | None]:
+    """Per clue in speaking order: is its colour in the original image (None: it names none)."""
+    out: list[bool | None] = []
+    for t in g.clue_turns():
+        color = _color(t, colors)
+        out.append(None if color is None else color in original_colors)
+    return out
+
+
+def flagged_seat(g: Game, truth: list[bool | None]) -> int | None:
+    """The one seat whose clues the checks contradict, if exactly one seat is flagged."""
+    seats = {t.seat for t, ok in zip(g.clue_turns(), truth) if ok is False}
+    return seats.pop() if len(seats) == 1 else None
+
+
+def observer_example(rng, scene: Scene, clevr: ClevrSettings, game: GameSettings, noise: float, na_share: float,
+                     vote_prior: float = 0.0) -> Example:
+    """`vote_prior` 0 (phases 1-2): the vote is random, the base never learns who the spy is.
+    `vote_prior` q > 0 (phase 3, the vote prior): when exactly one seat is flagged, the vote
+    names it with probability q, else it is random: a weak decision skill, as a pretrained
+    VLM brings, that RL must make reliable."""
     g = _game(rng, game, scene)
     _play_clues(rng, g, scene, clevr, noise, len(clue_turn_order(game)))
     (request,) = decision_requests(g)
-    # The vote is random: the base must never learn who the spy is (that is RL's job).
     vote = "N/A" if rng.random() < na_share else str(int(rng.integers(1, game.n_players + 1)))
+    if vote_prior > 0:  # (drawn only then: phases 1-2 keep their example streams)
+        flagged = flagged_seat(g, observer_checks(g, scene.colors(ORIGINAL), clevr.colors))
+        if rng.random() < vote_prior and flagged is not None:
+            vote = str(flagged)
     target, truth = observer_target(g, scene.colors(ORIGINAL), clevr.colors, vote)
     seats = [t.seat for t in g.clue_turns()]
     return Example("observer", _with_images(request.messages, scene), target, {"checks": truth, "seats": seats})
 
 
 def make_example(rng: np.random.Generator, kind: Kind, base: BaseStageSettings, clevr: ClevrSettings,
-                 game: GameSettings, size: int) -> Example:
+                 game: GameSettings, size: int, vote_prior: float = 0.0) -> Example:
     """One example of `kind`, everything drawn from `rng`."""
     single = kind != "observer" and rng.random() < base.single_object_share
     scene = make_scene(rng, clevr, size, single=single)
@@ -189,7 +213,7 @@ def make_example(rng: np.random.Generator, kind: Kind, base: BaseStageSettings, 
         return clue_example(rng, scene, clevr, game, base.clue_noise)
     if kind == "judge":
         return judge_example(rng, scene, clevr)
-    return observer_example(rng, scene, clevr, game, base.clue_noise, base.na_share)
+    return observer_example(rng, scene, clevr, game, base.clue_noise, base.na_share, vote_prior)
 
 
 def sample_kind(rng: np.random.Generator, base: BaseStageSettings) -> Kind:

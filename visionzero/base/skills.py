@@ -7,7 +7,9 @@
   original image, over every clue of every game; `reasoning_recall_false` / `_true`: the
   same over the false / the true clues only (most clues are true: "yes" everywhere scores
   ~0.85 accuracy and 0 recall of false clues); `reasoning_complete_rate`: every check
-  emitted, in order; `vote_format_rate`: the observer's box parses as a seat or N/A.
+  emitted, in order; `vote_format_rate`: the observer's box parses as a seat or N/A;
+  `vote_follows_flag`: over the games where exactly one seat's clue is false, the share of
+  votes naming that seat (0.25 is chance with 4 seats; the vote prior's strength).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def measure_skills(policy: HFPolicy, settings: Settings, n: int | None = None) -
     judge = [score_judge(t, e) for t, e in zip(replies["judge"], examples["judge"])]
     obs = [score_observer(t, e) for t, e in zip(replies["observer"], examples["observer"])]
     votes = [parse_vote(t, settings.game.n_players) for t in replies["observer"]]
+    flagged = [_flagged(e) for e in examples["observer"]]
+    follows = [v.kind == "seat" and v.seat == f for v, f in zip(votes, flagged) if f is not None]
     return {
         "caption_accuracy": sum(ok for _, ok in clue) / n,
         "clue_format_rate": sum(f for f, _ in clue) / n,
@@ -73,4 +77,11 @@ def measure_skills(policy: HFPolicy, settings: Settings, n: int | None = None) -
         "reasoning_recall_true": _recall(obs, "yes"),
         "reasoning_complete_rate": sum(o[2] for o in obs) / n,
         "vote_format_rate": sum(v.kind in ("seat", "na") for v in votes) / n,
+        "vote_follows_flag": sum(follows) / max(1, len(follows)),
     }
+
+
+def _flagged(example: Example) -> int | None:
+    """The one seat with a false clue in an observer example, if exactly one."""
+    seats = {s for s, ok in zip(example.truth["seats"], example.truth["checks"]) if ok is False}
+    return seats.pop() if len(seats) == 1 else None

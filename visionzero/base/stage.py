@@ -39,6 +39,9 @@ def base_inputs(settings: Settings) -> dict[str, Any]:
 
     base = settings_dict(settings.base)
     base.pop("threads")
+    if not base["vote_prior_steps"]:  # phase 3 off: the same output as before phase 3 existed
+        base.pop("vote_prior")
+        base.pop("vote_prior_steps")
     game = settings.game
     return {
         "version": BASE_STAGE_VERSION,

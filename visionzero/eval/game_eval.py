@@ -12,7 +12,7 @@ from visionzero.game import Game
 from visionzero.rl.stats import mean
 from visionzero.rollout.engine import GameEngine, RolloutStats, derive_seed, setup_games
 from visionzero.rollout.types import Policy
-from visionzero.settings.schema import GameSettings
+from visionzero.settings.schema import CLEVR_COLORS, GameSettings
 
 
 def _group_metrics(games: Sequence[Game]) -> dict[str, float]:
@@ -75,6 +75,46 @@ def game_metrics(games: Sequence[Game], prefix: str = "game/") -> dict[str, floa
     for domain, group in sorted(by_domain.items()):
         metrics.update({f"{prefix}{domain}/{k}": v for k, v in _group_metrics(group).items()})
     return metrics
+
+
+def clue_scene_metrics(games: Sequence[Game], scenes: dict[str, set[str]], colors: Sequence[str] = CLEVR_COLORS,
+                       prefix: str = "game/") -> dict[str, float]:
+    """What the clues give away, judged from the scene graphs (CLEVR pairs): the clue stage's
+    effect measured directly, whatever the votes do.
+
+    `scenes`: pair id -> the colours of its ORIGINAL image. A clue is true when the colour it
+    names is in the original. `spy_identifiable`: games where a perfect colour checker flags
+    exactly the spy (a false clue from the spy, only true ones from the civilians);
+    `spy_clue_false_rate` / `civilian_clue_true_rate`: over valid clues naming a colour.
+    Self-play pushes these apart: civilians gain by true, specific clues; the spy by blending in.
+    """
+    judged = [g for g in games if g.pair_id in scenes]
+    if not judged:
+        return {}
+    identifiable, spy_false, civ_true = [], [], []
+    for g in judged:
+        original = scenes[g.pair_id]
+        flagged = set()
+        for t in g.clue_turns():
+            words = (t.clue.text.lower() if t.clue and t.clue.valid else "").replace(".", " ").split()
+            color = next((w for w in words if w in colors), None)
+            if color is None:
+                continue
+            true = color in original
+            (spy_false if t.seat == g.spy_seat else civ_true).append(float(not true if t.seat == g.spy_seat else true))
+            if not true:
+                flagged.add(t.seat)
+        identifiable.append(float(flagged == {g.spy_seat}))
+    return {
+        f"{prefix}spy_identifiable": mean(identifiable),
+        f"{prefix}spy_clue_false_rate": mean(spy_false),
+        f"{prefix}civilian_clue_true_rate": mean(civ_true),
+    }
+
+
+def scene_colors(pairs: Sequence) -> dict[str, set[str]]:
+    """pair id -> colours of the original scene, for the pairs whose record has a scene graph."""
+    return {p.id: {o["color"] for o in p.record.scene} for p in pairs if getattr(p, "record", None) is not None and p.record.scene}
 
 
 def play_selfplay(

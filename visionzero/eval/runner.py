@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from visionzero.eval.game_eval import game_metrics, play_selfplay
+from visionzero.eval.game_eval import clue_scene_metrics, game_metrics, play_selfplay, scene_colors
 from visionzero.eval.heldout import EvalSet, build_eval_set, first_per_domain, heldout_pairs
 from visionzero.eval.vqa import VqaAnswer, evaluate_vqa, vqa_metrics
 from visionzero.eval.winrate import MatchResult, play_match
@@ -71,6 +71,7 @@ def evaluate_policies(
     games, stats = play_selfplay(candidate, eval_set.pairs, settings.game, seed, on_turn=progress)
     seconds["selfplay"], tokens["selfplay"] = time.perf_counter() - t0, stats.generated_tokens
     metrics = game_metrics(games)
+    metrics.update(clue_scene_metrics(games, scene_colors(eval_set.pairs)))
     match = None
     if opponent is not None:
         t0 = time.perf_counter()

@@ -97,6 +97,8 @@ class BaseStageSettings(Section):
     clue_noise: float = Field(0.05, ge=0.0, le=1.0, description="Share of transcript clues naming a random colour (the observer must flag them).")
     na_share: float = Field(0.05, ge=0.0, le=1.0, description="Share of observer targets voting N/A (the vote is random either way).")
     eval_examples: int = Field(200, ge=1, description="Held-out examples per skill in the skills report.")
+    vote_prior: float = Field(0.0, ge=0.0, le=1.0, description="Phase 3: share of observer targets whose vote names the one seat the checks flag (the rest vote at random): a weak decision skill for RL to make reliable; 0 = none.")
+    vote_prior_steps: int = Field(0, ge=0, description="Steps of phase 3 (observer examples only, the answer tokens weighted up, polish_lr); 0 = no phase 3.")
     seed: int = Field(0, ge=0, description="Seed of the examples and the update order.")
     threads: int = Field(2, ge=0, description="torch CPU threads while training the base; 0 keeps torch's default.")
 

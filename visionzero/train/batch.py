@@ -35,20 +35,25 @@ class ModelBatch:
     group_size: int = 1  # m > 1: `inputs` holds B/m prompts, each continued by m completions
 
 
-BOX = "\\boxed"
+BOX = "\\boxed{"
 
 
 def answer_start(token_ids: Sequence[int], tokenizer) -> int:
-    """Index of the completion token where its last `\\boxed` begins (0 when there is none).
+    """Index of the completion token holding the first character of its first box's content
+    (the vote or clue as parsed, METHOD.md section 3); 0 when there is no box.
 
+    The `\\boxed{` opener itself is not the answer: when to write it is when to stop
+    reasoning, and crediting it with the vote's advantage taught the model to stop early
+    (measured: the observer's eight checks shrank to one in ~10 iterations).
     Each token is decoded alone and the pieces are laid end to end: exact for the ASCII
     markup searched here, whatever multi-byte characters the reasoning holds.
     """
     pieces = [tokenizer.decode([t]) for t in token_ids]
     text = "".join(pieces)
-    at = text.rfind(BOX)
+    at = text.find(BOX)
     if at < 0:
         return 0
+    at += len(BOX)
     end = 0
     for i, piece in enumerate(pieces):
         end += len(piece)
