@@ -11,7 +11,7 @@ from visionzero.rollout.hf_backend import HFPolicy
 from visionzero.rollout.types import Sampling
 from visionzero.settings import load_settings
 from visionzero.train.batch import collate, completion_logits
-from visionzero.train.loss import clipped_pg_loss, k3_kl, token_logprobs
+from visionzero.train.loss import clipped_pg_loss, expected_vote_loss, k3_kl, token_logprobs
 from visionzero.train.samples import TrainSample
 from visionzero.train.update import PolicyTrainer, cosine_with_warmup
 
@@ -225,3 +225,45 @@ def test_anchors_add_only_the_kl_of_the_other_stage(tiny_settings, samples):
         torch.testing.assert_close(moved_flipped[n], moved_anchored[n])
     none, _ = grads_after_a_first_step("train.kl_beta=0", anchors=clue)
     assert none.anchors == 0  # nothing to anchor without a KL term
+
+
+def test_expected_vote_loss_is_minus_the_expected_reward():
+    logits = torch.tensor([[0.0, 1.0, 2.0, 0.5, -1.0]], requires_grad=True)  # vocab of 5
+    seats = torch.tensor([1, 2, 3])  # seat k's digit is token k
+    rewards = torch.tensor([[-1.0, 1.0, -1.0, -0.5]])  # spy in seat 2; any other token -0.5
+    loss = expected_vote_loss(logits, seats, rewards)
+    p = torch.softmax(logits.detach(), -1)[0]
+    expected = p[1] * -1 + p[2] * 1 + p[3] * -1 + (1 - p[1] - p[2] - p[3]) * -0.5
+    assert float(loss.detach()) == pytest.approx(-(float(expected) + 0.5), abs=1e-6)  # up to the constant r_other
+    loss.sum().backward()
+    assert logits.grad[0, 2] < 0 and logits.grad[0, 1] > 0 and logits.grad[0, 3] > 0  # toward the spy's digit
+
+
+def test_expected_vote_gradient_moves_toward_the_spy_even_from_a_wrong_sample(tiny_settings, tiny_model, samples):
+    """Sampled (GRPO): a wrong vote with a negative advantage only pushes its own seat down.
+    Expected: every seat's verifiable reward is used, so the spy's digit gains, whichever was sampled."""
+    tok = tiny_model.tokenizer
+    base = samples[0]
+    completion = tok("Player 1: red no. \\boxed{1}", add_special_tokens=False)["input_ids"] + [tiny_model.end_of_turn_id]
+    wrong = TrainSample(base.prompt_ids, completion, base.images, -1.0, "decision", choice_rewards=[-1.0, -1.0, 1.0, -1.0, -1.0])
+    three = tok("3", add_special_tokens=False)["input_ids"][0]
+    from visionzero.train.batch import answer_start
+
+    at = answer_start(completion, tok)
+    assert tok.decode(completion[at:]).startswith("1")
+
+    def p_spy(trainer, loaded):
+        batch = collate([wrong], loaded.processor, loaded.tokenizer.pad_token_id, "cpu")
+        with torch.no_grad():
+            return float(torch.softmax(completion_logits(trainer.model, batch)[0, at], -1)[three])
+
+    moves = {}
+    for mode in ("sampled", "expected"):
+        trainer, loaded = _trainer(tiny_settings, "train.lr=3e-3", "train.warmup_ratio=0", "train.kl_beta=0",
+                                   f"train.vote_gradient={mode}", "train.reasoning_weight=0.0")
+        before = p_spy(trainer, loaded)
+        for _ in range(5):
+            trainer.step([wrong], "decision")
+        moves[mode] = p_spy(trainer, loaded) - before
+    assert moves["expected"] > 0.05  # the spy's seat becomes likelier
+    assert moves["expected"] > moves["sampled"] + 0.05

@@ -18,6 +18,13 @@ where the vote is decided instead of spreading it over ~50 reasoning tokens
 (train.reasoning_weight). Both stages (clue self-play
 with role advantages, decision RLVR with group-normalised advantages) use this function;
 they differ only in where the advantages come from.
+
+The vote in expectation (`expected_vote_loss`, train.vote_gradient=expected): the decision's
+reward is verifiable for EVERY seat, not only the sampled one, so the vote token's gradient
+can be the exact gradient of its expected reward, -sum_k pi(seat k) * r_k, instead of the
+one-sample estimate A * grad log pi(sampled seat). Same objective, none of the vote's sampling
+noise (with 4 seats the sampled estimate is mostly noise until the vote depends on the
+reasoning at all). The reasoning tokens keep their sampled, group-normalised advantages.
 """
 
 from __future__ import annotations
@@ -105,3 +112,21 @@ def clipped_pg_loss(
         clipped=float(clip_seq.sum()),
         tokens=int(mask.sum()),
     )
+
+
+def expected_vote_loss(vote_logits: torch.Tensor, seat_ids: torch.Tensor, choice_rewards: torch.Tensor,
+                       temperature: float = 1.0) -> torch.Tensor:
+    """Minus the expected reward of the vote token, up to a constant, per sequence.
+
+    vote_logits: [B, V], the logits where the box's content begins; seat_ids: [n], the token
+    of each seat's digit; choice_rewards: [B, n + 1], the reward of naming seat k, then of any
+    other token (N/A, a malformed answer). Since the probabilities sum to one,
+    E[r] = r_other + sum_k p_k (r_k - r_other); the constant drops out of the gradient.
+    Returns [B].
+    """
+    logits = vote_logits.float()
+    if temperature > 0 and temperature != 1.0:
+        logits = logits / temperature
+    p = torch.softmax(logits, dim=-1)[:, seat_ids]
+    gain = choice_rewards[:, :-1] - choice_rewards[:, -1:]
+    return -(p * gain.to(p.dtype)).sum(-1)

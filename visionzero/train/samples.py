@@ -14,7 +14,13 @@ from typing import Literal
 
 from visionzero.game import Game
 from visionzero.rl.advantages import ClueGame, RaeState, rae_sequential
-from visionzero.rl.rewards import GameRewards, Vote, civilian_game_rewards, observer_game_rewards
+from visionzero.rl.rewards import (
+    GameRewards,
+    Vote,
+    civilian_game_rewards,
+    decision_reward,
+    observer_game_rewards,
+)
 from visionzero.rl.stats import VoteGame, batch_stats, mean, na_warning
 from visionzero.settings.schema import RewardSettings
 
@@ -32,6 +38,8 @@ class TrainSample:
     stage: Stage
     temperature: float = 1.0  # sampling temperature: log-probs are taken at the same T
     old_logprobs: list[float] | None = field(default=None)  # behaviour log-probs, if recorded
+    # decision samples: the reward of voting seat 1..n, then of any other answer (train.vote_gradient)
+    choice_rewards: list[float] | None = field(default=None)
 
 
 @dataclass
@@ -41,6 +49,8 @@ class ScoredGames:
     rae: RaeState  # baselines after this batch
     stats: dict[str, float]
     warning: str | None  # the N/A-trap warning, when the N/A rate is high
+    # per game, per decision turn: the reward each seat 1..n would have earned, then any other answer
+    choice_rewards: list[list[list[float]]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -49,12 +59,14 @@ class ScoredGames:
             "rae": self.rae.to_dict(),
             "stats": self.stats,
             "warning": self.warning,
+            "choice_rewards": self.choice_rewards,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "ScoredGames":
         rewards = [GameRewards(**{k: tuple(v) for k, v in r.items()}) for r in data["rewards"]]
-        return cls(rewards, data["clue_advantages"], RaeState.from_dict(data["rae"]), data["stats"], data["warning"])
+        return cls(rewards, data["clue_advantages"], RaeState.from_dict(data["rae"]), data["stats"], data["warning"],
+                   data.get("choice_rewards", []))  # fmt: skip
 
 
 def _votes(game: Game) -> list[Vote]:
@@ -82,25 +94,38 @@ def score_games(games: Sequence[Game], settings: RewardSettings, rae: RaeState) 
     warning = (
         na_warning(stats["na_rate"], settings, first.n_players, first.settings.voting) if first else None
     )
-    return ScoredGames(rewards, clue_adv, new_rae, stats, warning)
+    return ScoredGames(rewards, clue_adv, new_rae, stats, warning, [choice_rewards(g, settings) for g in games])
+
+
+def choice_rewards(game: Game, settings: RewardSettings) -> list[list[float]]:
+    """Per decision turn: the verifiable reward of naming each seat 1..n, then of any other
+    answer (scored as invalid), with the turn's own format flag: what every possible vote
+    would have earned, for the vote gradient taken in expectation (train.vote_gradient)."""
+    out = []
+    for t in game.decision_turns:
+        fmt = t.vote.format_ok if t.vote else False
+        seats = [decision_reward(Vote("seat", k, fmt), game.spy_seat, settings) for k in range(1, game.n_players + 1)]
+        out.append([*seats, decision_reward(Vote("invalid", None, fmt), game.spy_seat, settings)])
+    return out
 
 
 def training_samples(games: Sequence[Game], scored: ScoredGames, stage: Stage) -> list[TrainSample]:
     """The active stage's turns as samples; the other stage's turns are not returned at all."""
     samples = []
-    for game, rewards, seat_adv in zip(games, scored.rewards, scored.clue_advantages):
+    choices = scored.choice_rewards or [None] * len(games)
+    for game, rewards, seat_adv, game_choices in zip(games, scored.rewards, scored.clue_advantages, choices):
         if stage == "clue":
             temperature = game.settings.clue.temperature
             for turn in game.clue_turns():
                 samples.append(_sample(turn, seat_adv[turn.seat - 1], stage, temperature))
         else:
             temperature = game.settings.decision.temperature
-            for turn, adv in zip(game.decision_turns, rewards.decision_advantages):
-                samples.append(_sample(turn, adv, stage, temperature))
+            for i, (turn, adv) in enumerate(zip(game.decision_turns, rewards.decision_advantages)):
+                samples.append(_sample(turn, adv, stage, temperature, game_choices[i] if game_choices else None))
     return [s for s in samples if s.completion_ids]
 
 
-def _sample(turn, advantage: float, stage: Stage, temperature: float) -> TrainSample:
+def _sample(turn, advantage: float, stage: Stage, temperature: float, choices: list[float] | None = None) -> TrainSample:
     if turn.prompt_ids is None or turn.completion_ids is None:
         raise ValueError("game records without token ids cannot be trained on (was the backend text-only?)")
     return TrainSample(
@@ -111,4 +136,5 @@ def _sample(turn, advantage: float, stage: Stage, temperature: float) -> TrainSa
         stage=stage,
         temperature=temperature if temperature > 0 else 1.0,
         old_logprobs=list(turn.logprobs) if turn.logprobs else None,
+        choice_rewards=choices,
     )

@@ -25,8 +25,8 @@ import torch
 
 from visionzero.models.loading import LoadedModel
 from visionzero.settings.schema import TrainSettings
-from visionzero.train.batch import collate, completion_logits
-from visionzero.train.loss import clipped_pg_loss, token_entropy, token_logprobs
+from visionzero.train.batch import answer_start, collate, completion_logits
+from visionzero.train.loss import clipped_pg_loss, expected_vote_loss, token_entropy, token_logprobs
 from visionzero.train.samples import Stage, TrainSample
 
 
@@ -90,6 +90,7 @@ class PolicyTrainer:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         # A shared prompt runs once through a KV cache, which checkpointed layers do not keep.
         self.share_prompts = train.share_prompts and not use_ckpt
+        self._seat_ids: torch.Tensor | None = None  # the seat digits' token ids (vote_gradient=expected)
         # The reference is the starting policy. With LoRA it is the same network with the
         # adapters switched off (no second copy in memory); without, a frozen deep copy.
         self.ref_model = None
@@ -181,24 +182,51 @@ class PolicyTrainer:
             anchors=len(anchors),
         )
 
+    def _vote_positions(self, micro: Sequence[TrainSample]) -> list[int] | None:
+        """Per sample, the completion index where its box's content begins (0: no box, no
+        vote term); None when the vote gradient is sampled or no sample carries choice rewards."""
+        if self.settings.vote_gradient != "expected" or not any(s.choice_rewards for s in micro):
+            return None
+        if self._seat_ids is None:
+            tok = self.loaded.tokenizer
+            n = max(len(s.choice_rewards) - 1 for s in micro if s.choice_rewards)
+            ids = [tok(str(k), add_special_tokens=False)["input_ids"] for k in range(1, n + 1)]
+            if any(len(i) != 1 for i in ids):
+                raise ValueError("train.vote_gradient=expected needs each seat number to be one token")
+            self._seat_ids = torch.tensor([i[0] for i in ids], device=self.device)
+        return [answer_start(s.completion_ids, self.loaded.tokenizer) if s.choice_rewards else 0 for s in micro]
+
     def _accumulate(self, micro: Sequence[TrainSample], n_total: int):
         weight = self.settings.reasoning_weight
+        votes = self._vote_positions(micro)
         batch = collate(
-            micro, self.loaded.processor, self.pad_id, self.device, with_answer_mask=weight < 1.0, share_prompts=self.share_prompts
-        )
+            micro, self.loaded.processor, self.pad_id, self.device,
+            with_answer_mask=weight < 1.0 or votes is not None, share_prompts=self.share_prompts,
+        )  # fmt: skip
         logits = completion_logits(self.model, batch)
         logp = token_logprobs(logits, batch.completion_ids, batch.temperature)
         old = self._old_logprobs(micro, logp)
         pg_weight = None
         if batch.answer_mask is not None:  # credit on the answer, `weight` of it on the reasoning
-            pg_weight = batch.answer_mask + weight * (1 - batch.answer_mask)
+            answer = batch.answer_mask
+            if votes is not None:  # a vote taken in expectation leaves its answer out of the sampled term
+                has_vote = torch.tensor([v > 0 for v in votes], device=answer.device).unsqueeze(-1)
+                answer = torch.where(has_vote, torch.zeros_like(answer), answer)
+            pg_weight = answer + weight * (1 - batch.answer_mask)
         parts = clipped_pg_loss(
             logp, old, batch.advantages, batch.completion_mask, self.settings.clip_eps,
             ref_logp=self._ref_logprobs(batch), kl_beta=self.settings.kl_beta, pg_weight=pg_weight,
         )
+        loss = parts.loss
+        if votes is not None and any(votes):
+            rows = [i for i, v in enumerate(votes) if v > 0]
+            at = torch.tensor([votes[i] for i in rows], device=logits.device)
+            rewards = torch.tensor([micro[i].choice_rewards for i in rows], device=logits.device)
+            vote_logits = logits[torch.tensor(rows, device=logits.device), at]
+            loss = loss + expected_vote_loss(vote_logits, self._seat_ids, rewards, batch.temperature).sum()
         # Dividing by the step's sequence count makes the accumulated gradient the gradient
         # of the sequence mean, whatever the micro-batch size.
-        self.accelerator.backward(parts.loss / n_total)
+        self.accelerator.backward(loss / n_total)
         with torch.no_grad():
             ent = token_entropy(logits.detach(), batch.temperature)
             mask = batch.completion_mask.float()
