@@ -1,0 +1,131 @@
+"""The vote-copy diagnostic (docs/learning.md): can a model learn "vote = the seat my own
+checks flag", and how fast, by supervision or by a policy gradient on the vote alone?
+
+Diagnostic only, never a training path of the project: it uses the games' true spy seats
+and its own reading of the reasoning. Input: games played by the model under test
+(`vision-zero play --games 480 --out DIR`); every observer sample whose reasoning flags
+exactly one seat ("Player k: <colour> no.") becomes a row (reasoning up to `\\boxed{`, the
+flagged seat, the spy). 300 rows are held out; on them the test reads the model's
+distribution over the seat digits after `\\boxed{` and reports p(flagged seat), p(spy) and
+the argmax's agreement with each. Training runs on the other rows, 16 per step, AdamW:
+
+  supervised   cross-entropy on the flagged seat's digit (the copy, with true targets)
+  sampled      REINFORCE on the digit: a seat sampled at --temperature, reward +1 for the
+               spy else -1, minus the batch mean (what GRPO's vote term does)
+  expected     the exact gradient of the expected reward over all seats: -2 p(spy)
+               (train.vote_gradient=expected)
+
+    python scripts/vote_diagnostic.py --games runs/play/games.jsonl --mode sampled --lr 3e-4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import time
+
+import torch
+
+from visionzero.base.stage import starting_spec
+from visionzero.models import load_model
+from visionzero.settings import load_settings
+from visionzero.train.batch import collate
+from visionzero.train.samples import TrainSample
+
+CHECK = re.compile(r"Player\s*(\d)\s*:\s*([a-z]+)\s+(yes|no)")
+
+
+def rows_from_games(path: str, tok) -> list[dict]:
+    rows = []
+    for line in open(path):
+        g = json.loads(line)
+        for t in g["turns"]:
+            if t["stage"] != "decision":
+                continue
+            reasoning = t["text"].split("\\boxed")[0]
+            flagged = {int(s) for s, _, verdict in CHECK.findall(reasoning) if verdict == "no"}
+            if len(flagged) == 1:
+                prefix = tok(reasoning.rstrip() + " \\boxed{", add_special_tokens=False)["input_ids"]
+                rows.append({"prompt": t["prompt_ids"], "prefix": prefix, "flag": flagged.pop(), "spy": g["spy_seat"], "image": t["image"]})
+    return rows
+
+
+def digit_logits(model, rows, loaded, digits) -> torch.Tensor:
+    """[len(rows), n_seats] logits of the seat digits right after each row's `\\boxed{`."""
+    samples = [TrainSample(r["prompt"], r["prefix"], [r["image"]], 0.0, "decision") for r in rows]
+    batch = collate(samples, loaded.processor, loaded.tokenizer.pad_token_id, "cpu")
+    logits = model(**batch.inputs, use_cache=False).logits
+    P = batch.inputs["input_ids"].shape[1] - batch.completion_ids.shape[1]
+    last = torch.tensor([P + len(r["prefix"]) - 1 for r in rows])
+    return logits[torch.arange(len(rows)), last][:, digits]
+
+
+@torch.no_grad()
+def heldout(model, rows, loaded, digits, temperature) -> dict[str, float]:
+    model.eval()
+    out = {"p_flag": 0.0, "p_spy": 0.0, "argmax_flag": 0.0, "argmax_spy": 0.0}
+    for i in range(0, len(rows), 16):
+        part = rows[i : i + 16]
+        p = torch.softmax(digit_logits(model, part, loaded, digits) / temperature, -1)
+        for r, pr in zip(part, p):
+            out["p_flag"] += float(pr[r["flag"] - 1])
+            out["p_spy"] += float(pr[r["spy"] - 1])
+            out["argmax_flag"] += int(pr.argmax()) + 1 == r["flag"]
+            out["argmax_spy"] += int(pr.argmax()) + 1 == r["spy"]
+    model.train()
+    return {k: v / len(rows) for k, v in out.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--games", required=True, help="games.jsonl of the model under test (vision-zero play)")
+    ap.add_argument("--model", default=None, help="model folder (default: the starting model of params.yaml)")
+    ap.add_argument("--mode", choices=["supervised", "sampled", "expected"], default="sampled")
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", nargs="*", default=[], help="settings overrides")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    s = load_settings("params.yaml", a.set)
+    loaded = load_model(s.model, s.runtime, spec=a.model or starting_spec(s))
+    tok, model = loaded.tokenizer, loaded.model
+    digits = [tok(str(k), add_special_tokens=False)["input_ids"][0] for k in range(1, s.game.n_players + 1)]
+    rows = rows_from_games(a.games, tok)
+    random.Random(a.seed).shuffle(rows)
+    test, train = rows[:300], rows[300:]
+    print(f"{len(rows)} single-flag samples; the flagged seat is the spy in {sum(r['flag'] == r['spy'] for r in rows) / len(rows):.3f}")
+    print("step 0: " + ", ".join(f"{k} {v:.3f}" for k, v in heldout(model, test, loaded, digits, a.temperature).items()), flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr)
+    rng, start = random.Random(a.seed + 1), time.perf_counter()
+    model.train()
+    for step in range(1, a.steps + 1):
+        batch = rng.sample(train, 16)
+        logp = torch.log_softmax(digit_logits(model, batch, loaded, digits) / a.temperature, -1)
+        flag = torch.tensor([r["flag"] - 1 for r in batch])
+        spy = torch.tensor([r["spy"] - 1 for r in batch])
+        idx = torch.arange(len(batch))
+        if a.mode == "supervised":
+            loss = -logp[idx, flag].mean()
+        elif a.mode == "sampled":
+            k = torch.multinomial(logp.exp().detach(), 1).squeeze(1)
+            reward = (k == spy).float() * 2 - 1
+            loss = -((reward - reward.mean()) * logp[idx, k]).mean()
+        else:
+            loss = -(2 * logp.exp()[idx, spy]).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0:
+            m = heldout(model, test, loaded, digits, a.temperature)
+            print(f"step {step} ({time.perf_counter() - start:.0f} s): " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
