@@ -84,6 +84,51 @@ def test_bad_files_give_one_line(tmp_path, text, needle):
         load_settings(path)
 
 
+def _bomb(levels: int) -> str:
+    """Nested anchors: 9 ** levels scalars once expanded, in a few hundred bytes."""
+    lines = ['l0: &l0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        (_bomb(9), "alias bomb"),  # 387M scalars once expanded, from ~330 bytes
+        ("a: &a [*a]\n", "recursive"),
+        (None, "not a regular file"),  # a directory
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ],
+)
+def test_hostile_params_files_give_one_line(tmp_path, text, needle):
+    path = tmp_path
+    if text is not None:
+        path = tmp_path / "p.yaml"
+        path.write_text(text)
+    with pytest.raises(SettingsError, match=needle) as info:  # (the bomb: was 45 s, > 4 GB, a traceback)
+        load_settings(path)
+    assert "\n" not in str(info.value)
+
+
+def test_small_aliases_still_load(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("game:\n  clue: &sampling {temperature: 0.7, top_k: 0}\n  decision: *sampling\n")
+    s = load_settings(path)
+    assert s.game.clue.temperature == s.game.decision.temperature == 0.7
+
+
+def test_group_size_one_is_refused():
+    with pytest.raises(SettingsError, match="game.group_size"):
+        load_settings(None, ["game.group_size=1"])
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_cli_train_refuses_fewer_than_one_iteration(repo_root, tmp_path, value):
+    result = _cli("train", "--pairs", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--iterations", value, cwd=repo_root)
+    assert result.returncode == 2 and "--iterations must be at least 1" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
 def test_missing_named_file_is_an_error(tmp_path):
     with pytest.raises(SettingsError, match="not found"):
         load_settings(tmp_path / "other.yaml")

@@ -122,6 +122,23 @@ def test_bad_spec_is_one_clear_error(tiny_settings, tmp_path):
         load_model(tiny_settings.model, tiny_settings.runtime, spec=str(tmp_path))
 
 
+def test_pickle_weights_are_refused_in_one_line(tiny_settings, tmp_path):
+    """A folder whose weights are a pickle (pytorch_model.bin) is refused before anything is
+    unpickled; with model.safetensors beside it the same folder loads."""
+    import shutil
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(ensure_tiny(tiny_settings.model), folder)
+    weights = folder / "model.safetensors"
+    shutil.move(weights, tmp_path / "kept.safetensors")
+    torch.save({"not": "weights"}, folder / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="pytorch_model.bin.*pickle") as info:
+        load_model(tiny_settings.model, tiny_settings.runtime, spec=str(folder))
+    assert "\n" not in str(info.value)
+    shutil.move(tmp_path / "kept.safetensors", weights)
+    assert load_model(tiny_settings.model, tiny_settings.runtime, spec=str(folder)).model is not None
+
+
 def test_cli_generate(tiny_settings, red_png, capsys):
     from visionzero.cli.main import main
 

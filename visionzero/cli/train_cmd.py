@@ -28,6 +28,8 @@ def _train(args: argparse.Namespace) -> int:
     from visionzero.train.loop import IterativeSPO, pair_pool
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.iterations is not None and args.iterations < 1:
+        raise CliError(f"--iterations must be at least 1 (got {args.iterations})")
     settings = settings_from_args(args)
     run_dir = Path(args.run_dir or Path(settings.runtime.workdir) / "train")
     try:
@@ -35,7 +37,7 @@ def _train(args: argparse.Namespace) -> int:
         spo = IterativeSPO(settings, run_dir, pool, restart_on_change=args.restart)
     except (ModelLoadError, OSError, ValueError, WorkerError) as exc:
         raise CliError(str(exc)) from None
-    target = args.iterations or settings.train.iterations
+    target = args.iterations if args.iterations is not None else settings.train.iterations
     if spo.iteration:
         print(f"resuming {run_dir} at iteration {spo.iteration}")
     with tqdm(total=target, initial=spo.iteration, desc="iterative-spo", unit="it") as bar:

@@ -113,10 +113,18 @@ def load_model(
     family = _family(path, model)
     device = device or resolve_device(runtime)
     dtype = resolve_dtype(runtime, device)
-    kwargs = dict(dtype=dtype, attn_implementation=model.attn_implementation)
+    # Weights only from safetensors: a pickle checkpoint (pytorch_model.bin) can run code on load.
+    kwargs = dict(dtype=dtype, attn_implementation=model.attn_implementation, use_safetensors=True)
     if model.trust_remote_code:
         kwargs["trust_remote_code"] = True
-    net = family.model_class().from_pretrained(path, **kwargs).to(device).eval()
+    local = Path(path).expanduser()
+    if local.is_dir() and not any(local.glob("*.safetensors")):
+        pickles = sorted(p.name for p in local.glob("*.bin")) or ["no weights file"]
+        raise ModelLoadError(f"{path}: no .safetensors weights ({', '.join(pickles)}); pickle checkpoints are refused, convert them to safetensors")
+    try:
+        net = family.model_class().from_pretrained(path, **kwargs).to(device).eval()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot load the weights at {path!r}: {first_line(exc)}") from None
     processor = family.processor_class.from_pretrained(
         path,
         trust_remote_code=model.trust_remote_code,

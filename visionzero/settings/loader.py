@@ -76,12 +76,59 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return data
 
 
+MAX_NODES = 100_000  # YAML nodes after alias expansion: params.yaml has ~200
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], path: set[int]) -> int:
+    """Nodes `node` becomes once every alias is expanded (memoised: a shared anchor counts
+    each time it is used, the way json/pydantic will copy it)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    if id(node) in path:
+        raise SettingsError("an alias refers to the node that contains it (recursive YAML)")
+    path.add(id(node))
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    size = 1
+    for child in children:
+        size += _expanded_size(child, memo, path)
+        if size > MAX_NODES:
+            break
+    path.discard(id(node))
+    memo[id(node)] = size
+    return size
+
+
+def safe_yaml(text: str) -> Any:
+    """yaml.safe_load, refusing documents that aliases expand past MAX_NODES (a few hundred
+    bytes of nested anchors can otherwise become gigabytes) or that refer to themselves."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}, set()) > MAX_NODES:
+            raise SettingsError(f"YAML aliases expand past {MAX_NODES:,} nodes (an alias bomb?)")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def read_params_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise SettingsError(f"{path}: params file not found")
+    if not path.is_file():
+        raise SettingsError(f"{path}: not a regular file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_yaml(path.read_text(encoding="utf-8"))
+    except SettingsError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise SettingsError(f"{path}: YAML nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -195,7 +195,7 @@ class GenerationSettings(Section):
 class GameSettings(Section):
     n_players: int = Field(4, ge=3, le=9, description="Seats: n-1 civilians and one spy (paper: 4; votes are single digits).")
     rounds: int = Field(2, ge=1, le=10, description="Clue rounds before the vote (paper: 2).")
-    group_size: int = Field(8, ge=1, description="G: observer votes sampled per game, the decision-stage group (paper: 8).")
+    group_size: int = Field(8, ge=2, description="G: observer votes sampled per game, the decision-stage group (paper: 8; one vote leaves every group-normalised advantage 0).")
     spy_image: Literal["edited", "blank"] = Field("edited", description="What the spy sees: the edited image (v1, code) or a blank one (v2).")
     voting: Literal["observer", "civilians"] = Field(
         "observer", description="observer: one prompt sampled G times (released code, v2 appendix); civilians: each civilian votes."
