@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,8 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise SettingsError(f"{path}: params file not found")
-    if not path.is_file():
-        raise SettingsError(f"{path}: not a regular file")
+    if not path.is_file() and str(path) != os.devnull:  # /dev/null: no settings (the schema's defaults)
+        raise SettingsError(f"{path}: not a regular file")  # a directory; a FIFO would block the read
     try:
         data = safe_yaml(path.read_text(encoding="utf-8"))
     except SettingsError as exc:
