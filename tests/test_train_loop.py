@@ -63,6 +63,26 @@ def test_resume_continues_exactly(tiny_settings, tmp_path):
     assert (tmp_path / "straight/iterations/iter-000004/games.jsonl").exists()
 
 
+def test_resume_survives_a_torn_metrics_line_and_logs_each_iteration_once(tiny_settings, tmp_path):
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", *SMALL])
+    pool, run = simple_pairs(tmp_path / "pairs", 5), tmp_path / "run"
+    _run(s, run, pool, 2)
+    with (run / "metrics.jsonl").open("a") as fh:
+        fh.write('{"iteration": 3, "stage": "deci')  # a kill in the middle of a write (was: no resume, ever)
+    _run(s, run, pool, 3)
+    assert [m["iteration"] for m in read_metrics(run)] == [1, 2, 3]
+
+
+def test_rows_of_a_run_killed_before_its_first_checkpoint_are_not_kept(tiny_settings, tmp_path):
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", *SMALL])
+    pool, run = simple_pairs(tmp_path / "pairs", 5), tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"iteration": 1, "stage": "decision"}\n')  # no checkpoint was written
+    _run(s, run, pool, 1)
+    rows = read_metrics(run)
+    assert [m["iteration"] for m in rows] == [1] and "update/samples" in rows[0]
+
+
 def test_rl_learns_a_verifiable_target(tiny_settings, tmp_path):
     """Reward = share of completion tokens from a fixed target set (~1/8 of the vocab at start).
 

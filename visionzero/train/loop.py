@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from visionzero.base.stage import starting_spec
+from visionzero.fileio import write_text_atomic
 from visionzero.game import read_records, write_records
 from visionzero.models.loading import load_model
 from visionzero.rl.advantages import RaeState
@@ -142,6 +143,8 @@ class IterativeSPO:
                     shutil.rmtree(self.run_dir / sub, ignore_errors=True)
                 (self.run_dir / METRICS).unlink(missing_ok=True)
                 resume_from = None
+        if resume_from is None:  # rows of a run killed before its first checkpoint are not this run's
+            _truncate_metrics(self.run_dir / METRICS, 0)
         self.base_spec = starting_spec(settings)  # model.spec, or the tiny model's base stage
         if resume_from is None:
             self.loaded, reference = load_model(settings.model, settings.runtime, spec=self.base_spec), None
@@ -329,15 +332,32 @@ class IterativeSPO:
         return history
 
 
+def _parse_lines(path: Path) -> tuple[list[dict], int]:
+    """The metric rows of `path` and the number of lines that are not JSON (a write torn by a
+    crash leaves half a line at the end)."""
+    rows, torn = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            torn += 1
+    return rows, torn
+
+
 def _truncate_metrics(path: Path, iterations: int) -> None:
-    """Drop metric lines past the checkpoint (written after it, before a crash)."""
+    """Keep exactly the rows up to the checkpoint's iteration: rows written after it (before a
+    crash) and torn lines go, so a resumed run logs each iteration once."""
     if not path.exists():
         return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["iteration"] <= iterations]
-    path.write_text("".join(line + "\n" for line in kept))
+    rows, torn = _parse_lines(path)
+    if torn:
+        log.warning("%s: dropped %d torn line(s) left by a crash", path, torn)
+    kept = [r for r in rows if isinstance(r, dict) and r.get("iteration", 0) <= iterations]
+    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / METRICS
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return _parse_lines(path)[0] if path.exists() else []
