@@ -73,6 +73,28 @@ def test_resume_survives_a_torn_metrics_line_and_logs_each_iteration_once(tiny_s
     assert [m["iteration"] for m in read_metrics(run)] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("damage", ["empty", "missing", "incomplete"])
+def test_a_damaged_latest_pointer_resumes_from_the_newest_complete_checkpoint(tiny_settings, tmp_path, damage):
+    """(was: a silent restart from iteration 0, then pruning deleted the new checkpoints)"""
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", *SMALL])
+    pool, run = simple_pairs(tmp_path / "pairs", 5), tmp_path / "run"
+    _run(s, run, pool, 3)
+    ckpts = run / "checkpoints"
+    if damage == "empty":
+        (ckpts / "latest").write_text("")
+    elif damage == "missing":
+        (ckpts / "latest").unlink()
+    else:  # `latest` names a checkpoint whose optimizer state was cut to nothing
+        (ckpts / "iter-000003" / "optimizer.pt").write_bytes(b"")
+    want = 2 if damage == "incomplete" else 3
+    spo = IterativeSPO(s, run, pool)
+    assert spo.iteration == want
+    spo.close()
+    _run(s, run, pool, 4)
+    assert (ckpts / "iter-000004").is_dir() and (ckpts / "latest").read_text() == "iter-000004"
+    assert [m["iteration"] for m in read_metrics(run)] == [1, 2, 3, 4]
+
+
 def test_rows_of_a_run_killed_before_its_first_checkpoint_are_not_kept(tiny_settings, tmp_path):
     s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", *SMALL])
     pool, run = simple_pairs(tmp_path / "pairs", 5), tmp_path / "run"

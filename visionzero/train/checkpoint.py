@@ -17,6 +17,7 @@ Tensors are read back with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -26,9 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from visionzero.fileio import write_text_atomic
+from visionzero.fileio import fsync_dir, fsync_tree, write_text_atomic
 
 LATEST = "latest"
+REQUIRED = ("state.json", "optimizer.pt", "scheduler.pt", "rng.pt", "model/config.json")
+log = logging.getLogger("visionzero.train")
 
 
 def checkpoint_name(iteration: int) -> str:
@@ -74,13 +77,38 @@ def save_checkpoint(root: Path, iteration: int, model, processor, optimizer, sch
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(_plain_rng(rng_state()), tmp / "rng.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+    fsync_tree(tmp)  # every byte on disk before the name (and then `latest`) says it exists
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+    fsync_dir(root)
     write_text_atomic(root / LATEST, final.name)
-    for old in sorted(p for p in root.glob("iter-*") if p.is_dir() and not p.name.endswith(".tmp"))[:-keep]:
+    # Prune only older checkpoints: one left by another run with higher numbers is not ours to
+    # judge, and the one just written is never deleted.
+    older = [p for p in _checkpoints(root) if _iteration(p) < iteration]
+    for old in older[: max(0, len(older) - (keep - 1))]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _iteration(path: Path) -> int:
+    try:
+        return int(path.name.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def _checkpoints(root: Path) -> list[Path]:
+    """Checkpoint folders under `root`, oldest first (by iteration, not by name)."""
+    found = [p for p in root.glob("iter-*") if p.is_dir() and not p.name.endswith(".tmp") and _iteration(p) >= 0]
+    return sorted(found, key=_iteration)
+
+
+def is_complete(path: Path) -> bool:
+    """Every file a resume reads is there and not empty, and the model has its weights."""
+    files = [path / f for f in REQUIRED]
+    weights = list((path / "model").glob("*.safetensors"))
+    return all(f.is_file() and f.stat().st_size > 0 for f in files) and any(w.stat().st_size > 0 for w in weights)
 
 
 def _plain_rng(state: dict[str, Any]) -> dict[str, Any]:
@@ -92,11 +120,18 @@ def _plain_rng(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def latest_checkpoint(root: Path) -> Path | None:
+    """The checkpoint `latest` names; when it is missing, empty or names an incomplete folder,
+    the newest complete one (with a warning), so a damaged pointer never restarts a run."""
     pointer = root / LATEST
-    if not pointer.exists():
+    named = pointer.read_text().strip() if pointer.is_file() else ""
+    if named and is_complete(root / named):
+        return root / named
+    complete = [p for p in _checkpoints(root) if is_complete(p)]
+    if not complete:
         return None
-    path = root / pointer.read_text().strip()
-    return path if (path / "state.json").exists() else None
+    log.warning("%s: `latest` is %s; resuming from the newest complete checkpoint, %s",
+                root, f"{named!r}, incomplete" if named else "missing or empty", complete[-1].name)
+    return complete[-1]
 
 
 def load_training_state(path: Path) -> tuple[dict, dict, dict, dict]:
