@@ -95,6 +95,33 @@ def test_a_damaged_latest_pointer_resumes_from_the_newest_complete_checkpoint(ti
     assert [m["iteration"] for m in read_metrics(run)] == [1, 2, 3, 4]
 
 
+def test_a_second_trainer_in_the_same_run_folder_exits_in_one_line(tiny_settings, tmp_path, repo_root):
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, pathlib; from visionzero.train.loop import lock_run_dir; "
+         "lock_run_dir(pathlib.Path(sys.argv[1])); print('held', flush=True); time.sleep(60)", str(run)],
+        stdout=subprocess.PIPE, text=True, cwd=repo_root,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = subprocess.run(
+            [sys.executable, "-m", "visionzero.cli.main", "train", "--pairs", str(tmp_path), "--run-dir", str(run),
+             "--set", f"model.cache_dir={tiny_settings.model.cache_dir}"],
+            capture_output=True, text=True, cwd=repo_root, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert f"pid {holder.pid}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", *SMALL])
+    _run(s, run, simple_pairs(tmp_path / "pairs", 5), 1)  # the holder died: the lock went with it
+
+
 def test_rows_of_a_run_killed_before_its_first_checkpoint_are_not_kept(tiny_settings, tmp_path):
     s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", *SMALL])
     pool, run = simple_pairs(tmp_path / "pairs", 5), tmp_path / "run"

@@ -25,7 +25,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from visionzero.models import ModelLoadError
     from visionzero.rollout.remote import WorkerError
-    from visionzero.train.loop import IterativeSPO, pair_pool
+    from visionzero.train.loop import IterativeSPO, RunLocked, lock_run_dir, pair_pool
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.iterations is not None and args.iterations < 1:
@@ -33,9 +33,11 @@ def _train(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     run_dir = Path(args.run_dir or Path(settings.runtime.workdir) / "train")
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock_run_dir(run_dir)  # a busy run folder is said first, before anything is loaded
         pool = pair_pool(args.pairs, "train")
         spo = IterativeSPO(settings, run_dir, pool, restart_on_change=args.restart)
-    except (ModelLoadError, OSError, ValueError, WorkerError) as exc:
+    except (ModelLoadError, OSError, ValueError, WorkerError, RunLocked) as exc:
         raise CliError(str(exc)) from None
     target = args.iterations if args.iterations is not None else settings.train.iterations
     if spo.iteration:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 import time
@@ -119,6 +120,7 @@ class IterativeSPO:
         self.settings = settings
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        lock_run_dir(self.run_dir)  # one trainer per run folder (two would interleave metrics)
         self.ckpt_root = self.run_dir / "checkpoints"
         self.pool = list(pool)
         random.Random(derive_seed(settings.runtime.seed, "pool")).shuffle(self.pool)
@@ -330,6 +332,36 @@ class IterativeSPO:
             if on_iteration:
                 on_iteration(metrics)
         return history
+
+
+class RunLocked(RuntimeError):
+    """Another process trains in this run folder."""
+
+
+_LOCKS: dict[str, int] = {}  # run folder -> the open lock file this process holds
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Hold `<run_dir>/.lock` (flock) for the rest of this process; RunLocked, naming the
+    holder's pid, if another process holds it. Re-entrant within a process (the Prefect
+    session and the tests reopen a run); the OS drops the lock when the process dies."""
+    key = str(run_dir.resolve())
+    if key in _LOCKS:
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunLocked(f"{run_dir} is in use by another trainer (pid {holder}); wait for it or use another run folder") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _LOCKS[key] = fd
 
 
 def _parse_lines(path: Path) -> tuple[list[dict], int]:
