@@ -10,10 +10,8 @@ then optionally a polish at a constant rate with a fresh optimizer (`polish_step
 then optionally the vote prior (`vote_prior_steps`): observer examples whose vote names the
 one flagged seat with probability `vote_prior` (else a random seat), the answer tokens' loss
 added to the reply's, plus half a batch of the usual mix so the other skills stay.
-Why the prior: REINFORCE on the vote of a base whose vote ignores its own checks found
-nothing in 300 steps (the vote digit's distribution was the same in every game), while
-after 400 steps of this prior (which itself moves p(vote = flagged seat) only from 0.25 to
-0.26) it rose to 0.47 in 50 steps and 0.76 in 200 (docs/learning.md).
+Off by default: an experiment toward a base whose vote is weakly skilled, as a pretrained
+VLM's is; so far it keeps the other skills but forms no vote circuit (docs/learning.md).
 Then the held-out skills are measured greedily (skills.py) and everything is saved.
 """
 
