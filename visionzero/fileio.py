@@ -18,13 +18,13 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
     return path
 
 
-def fsync_dir(folder: str | Path) -> None:
-    """Make a directory's entries (renames, new files) durable."""
-    fd = os.open(folder, os.O_RDONLY)
+def fsync_path(path: str | Path) -> None:
+    """fsync one directory (its entries: renames, new files) or file (its bytes)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -35,9 +35,5 @@ def fsync_tree(root: str | Path) -> None:
     """fsync every file and directory under `root` (before a rename publishes it)."""
     for folder, _, files in os.walk(root):
         for name in files:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(folder)
+            fsync_path(os.path.join(folder, name))
+        fsync_path(folder)

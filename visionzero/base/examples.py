@@ -179,10 +179,11 @@ def observer_checks(g: Game, original_colors: set[str], colors: list[str]) -> li
     return out
 
 
-def flagged_seat(g: Game, truth: list[bool | None]) -> int | None:
-    """The one seat whose clues the checks contradict, if exactly one seat is flagged."""
-    seats = {t.seat for t, ok in zip(g.clue_turns(), truth) if ok is False}
-    return seats.pop() if len(seats) == 1 else None
+def flagged_seat(seats: list[int], truth: list[bool | None]) -> int | None:
+    """The one seat whose clues the checks contradict (clue k by `seats[k]`, judged
+    `truth[k]`), if exactly one seat is flagged."""
+    flagged = {seat for seat, ok in zip(seats, truth) if ok is False}
+    return flagged.pop() if len(flagged) == 1 else None
 
 
 def observer_example(rng, scene: Scene, clevr: ClevrSettings, game: GameSettings, noise: float, na_share: float,
@@ -196,7 +197,7 @@ def observer_example(rng, scene: Scene, clevr: ClevrSettings, game: GameSettings
     (request,) = decision_requests(g)
     vote = "N/A" if rng.random() < na_share else str(int(rng.integers(1, game.n_players + 1)))
     if vote_prior > 0:  # (drawn only then: phases 1-2 keep their example streams)
-        flagged = flagged_seat(g, observer_checks(g, scene.colors(ORIGINAL), clevr.colors))
+        flagged = flagged_seat([t.seat for t in g.clue_turns()], observer_checks(g, scene.colors(ORIGINAL), clevr.colors))
         if rng.random() < vote_prior and flagged is not None:
             vote = str(flagged)
     target, truth = observer_target(g, scene.colors(ORIGINAL), clevr.colors, vote)

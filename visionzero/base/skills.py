@@ -22,6 +22,7 @@ import numpy as np
 from visionzero.base.examples import (
     KINDS,
     Example,
+    flagged_seat,
     make_example,
     score_clue,
     score_judge,
@@ -65,7 +66,7 @@ def measure_skills(policy: HFPolicy, settings: Settings, n: int | None = None) -
     judge = [score_judge(t, e) for t, e in zip(replies["judge"], examples["judge"])]
     obs = [score_observer(t, e) for t, e in zip(replies["observer"], examples["observer"])]
     votes = [parse_vote(t, settings.game.n_players) for t in replies["observer"]]
-    flagged = [_flagged(e) for e in examples["observer"]]
+    flagged = [flagged_seat(e.truth["seats"], e.truth["checks"]) for e in examples["observer"]]
     follows = [v.kind == "seat" and v.seat == f for v, f in zip(votes, flagged) if f is not None]
     return {
         "caption_accuracy": sum(ok for _, ok in clue) / n,
@@ -80,8 +81,3 @@ def measure_skills(policy: HFPolicy, settings: Settings, n: int | None = None) -
         "vote_follows_flag": sum(follows) / max(1, len(follows)),
     }
 
-
-def _flagged(example: Example) -> int | None:
-    """The one seat with a false clue in an observer example, if exactly one."""
-    seats = {s for s, ok in zip(example.truth["seats"], example.truth["checks"]) if ok is False}
-    return seats.pop() if len(seats) == 1 else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
+from visionzero.base.examples import color_of
 from visionzero.game import Game
 from visionzero.rl.stats import mean
 from visionzero.rollout.engine import GameEngine, RolloutStats, derive_seed, setup_games
@@ -92,16 +93,19 @@ def clue_scene_metrics(games: Sequence[Game], scenes: dict[str, set[str]], color
     if not judged:
         return {}
     identifiable, spy_false, civ_true = [], [], []
+    vocabulary = list(colors)
     for g in judged:
         original = scenes[g.pair_id]
         flagged = set()
         for t in g.clue_turns():
-            words = (t.clue.text.lower() if t.clue and t.clue.valid else "").replace(".", " ").split()
-            color = next((w for w in words if w in colors), None)
+            color = color_of(t.clue.text, vocabulary) if t.clue and t.clue.valid else None
             if color is None:
                 continue
             true = color in original
-            (spy_false if t.seat == g.spy_seat else civ_true).append(float(not true if t.seat == g.spy_seat else true))
+            if t.seat == g.spy_seat:
+                spy_false.append(float(not true))
+            else:
+                civ_true.append(float(true))
             if not true:
                 flagged.add(t.seat)
         identifiable.append(float(flagged == {g.spy_seat}))

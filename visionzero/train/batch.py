@@ -31,7 +31,7 @@ class ModelBatch:
     completion_mask: torch.Tensor  # [B, C]
     advantages: torch.Tensor  # [B]
     temperature: float
-    answer_mask: torch.Tensor | None = None  # [B, C]: 1 from the last \boxed on (all 1 without one)
+    answer_mask: torch.Tensor | None = None  # [B, C]: 1 from the first box's content on (all 1 without a box)
     group_size: int = 1  # m > 1: `inputs` holds B/m prompts, each continued by m completions
 
 
@@ -170,7 +170,8 @@ def _shared_prompt_logits(model, batch: ModelBatch) -> torch.Tensor:
     if positions is None:  # 1-D rotary: positions count the real tokens (left padding skipped)
         positions = (prompt["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
     first = model(**prompt, position_ids=positions, use_cache=True, logits_to_keep=1)
-    cache = first["cache"] if "cache" in first else first["past_key_values"]  # renamed in transformers 5.2x
+    key = "cache" if "cache" in first else "past_key_values"  # renamed in transformers 5.2x
+    cache = first[key]
     cache.batch_repeat_interleave(m)
     # Completion tokens are text: every rotary axis continues from the prompt's last position.
     start = positions[..., -1:] + 1 if positions.ndim == 2 else positions[..., -1:].amax(0) + 1
@@ -179,7 +180,6 @@ def _shared_prompt_logits(model, batch: ModelBatch) -> torch.Tensor:
     if positions.ndim == 3:
         text = text.unsqueeze(0).expand(positions.shape[0], -1, -1)
     attention = torch.cat([prompt["attention_mask"].repeat_interleave(m, 0), batch.completion_mask], dim=1)
-    key = "cache" if "cache" in first else "past_key_values"
     rest = model(
         input_ids=batch.completion_ids, attention_mask=attention, position_ids=text, use_cache=True, **{key: cache}
     )

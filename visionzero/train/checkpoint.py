@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from visionzero.fileio import fsync_dir, fsync_tree, write_text_atomic
+from visionzero.fileio import fsync_path, fsync_tree, write_text_atomic
 
 LATEST = "latest"
 REQUIRED = ("state.json", "optimizer.pt", "scheduler.pt", "rng.pt", "model/config.json")
@@ -81,7 +81,7 @@ def save_checkpoint(root: Path, iteration: int, model, processor, optimizer, sch
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    fsync_dir(root)
+    fsync_path(root)
     write_text_atomic(root / LATEST, final.name)
     # Prune only older checkpoints: one left by another run with higher numbers is not ours to
     # judge, and the one just written is never deleted.

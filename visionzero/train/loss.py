@@ -44,23 +44,25 @@ class LossParts:
     tokens: int
 
 
+def _tempered(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """float32 logits / T, as the sampler saw them (T <= 0, greedy, and T = 1 leave them as they are)."""
+    logits = logits.float()
+    return logits / temperature if temperature > 0 and temperature != 1.0 else logits
+
+
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """log softmax(logits / T)[token], computed without materialising the full log-softmax.
 
     logits: [B, T, V]; tokens: [B, T] -> [B, T] float32.
     """
-    logits = logits.float()
-    if temperature > 0 and temperature != 1.0:
-        logits = logits / temperature
+    logits = _tempered(logits, temperature)
     picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
 
 
 def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Entropy of softmax(logits / T) at each position: [B, T, V] -> [B, T]."""
-    logits = logits.float()
-    if temperature > 0 and temperature != 1.0:
-        logits = logits / temperature
+    logits = _tempered(logits, temperature)
     logp = torch.log_softmax(logits, dim=-1)
     return -(logp.exp() * logp).sum(-1)
 
@@ -124,9 +126,6 @@ def expected_vote_loss(vote_logits: torch.Tensor, seat_ids: torch.Tensor, choice
     E[r] = r_other + sum_k p_k (r_k - r_other); the constant drops out of the gradient.
     Returns [B].
     """
-    logits = vote_logits.float()
-    if temperature > 0 and temperature != 1.0:
-        logits = logits / temperature
-    p = torch.softmax(logits, dim=-1)[:, seat_ids]
+    p = torch.softmax(_tempered(vote_logits, temperature), dim=-1)[:, seat_ids]
     gain = choice_rewards[:, :-1] - choice_rewards[:, -1:]
     return -(p * gain.to(p.dtype)).sum(-1)

@@ -25,7 +25,7 @@ import torch
 
 from visionzero.models.loading import LoadedModel
 from visionzero.settings.schema import TrainSettings
-from visionzero.train.batch import answer_start, collate, completion_logits
+from visionzero.train.batch import collate, completion_logits
 from visionzero.train.loss import clipped_pg_loss, expected_vote_loss, token_entropy, token_logprobs
 from visionzero.train.samples import Stage, TrainSample
 
@@ -61,6 +61,11 @@ def cosine_with_warmup(step: int, total: int, warmup: int, floor: float = 0.0) -
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _slice(items: Sequence, k: int, n: int) -> Sequence:
+    """The k-th of n contiguous, nearly equal slices of `items`."""
+    return items[k * len(items) // n : (k + 1) * len(items) // n]
 
 
 class PolicyTrainer:
@@ -147,7 +152,7 @@ class PolicyTrainer:
             # of the policy that sampled, so record them before the first step.
             active = self._with_behaviour_logprobs(active)
         # Contiguous slices: a game's samples stay together (one shared prompt per group).
-        slices = [active[i * len(active) // n_steps : (i + 1) * len(active) // n_steps] for i in range(n_steps)]
+        slices = [_slice(active, k, n_steps) for k in range(n_steps)]
         totals = dict(loss=0.0, kl=0.0, clipped=0.0, entropy=0.0, grad_norm=0.0)
         tokens = 0
         for k, part in enumerate(slices):
@@ -159,8 +164,7 @@ class PolicyTrainer:
                 totals["clipped"] += parts.clipped / len(active)
                 totals["entropy"] += entropy / len(active)
                 tokens += parts.tokens
-            share = anchors[k * len(anchors) // n_steps : (k + 1) * len(anchors) // n_steps]
-            for micro in self._micro_batches(share) if part else ():
+            for micro in self._micro_batches(_slice(anchors, k, n_steps)) if part else ():
                 self._accumulate(micro, n_total=len(part))
             if part:
                 norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
@@ -182,11 +186,11 @@ class PolicyTrainer:
             anchors=len(anchors),
         )
 
-    def _vote_positions(self, micro: Sequence[TrainSample]) -> list[int] | None:
-        """Per sample, the completion index where its box's content begins (0: no box, no
-        vote term); None when the vote gradient is sampled or no sample carries choice rewards."""
+    def _votes_in_expectation(self, micro: Sequence[TrainSample]) -> bool:
+        """Whether this micro-batch's vote tokens take the expected-reward gradient
+        (train.vote_gradient=expected and choice rewards present); looks up the seat digits' ids once."""
         if self.settings.vote_gradient != "expected" or not any(s.choice_rewards for s in micro):
-            return None
+            return False
         if self._seat_ids is None:
             tok = self.loaded.tokenizer
             n = max(len(s.choice_rewards) - 1 for s in micro if s.choice_rewards)
@@ -194,35 +198,36 @@ class PolicyTrainer:
             if any(len(i) != 1 for i in ids):
                 raise ValueError("train.vote_gradient=expected needs each seat number to be one token")
             self._seat_ids = torch.tensor([i[0] for i in ids], device=self.device)
-        return [answer_start(s.completion_ids, self.loaded.tokenizer) if s.choice_rewards else 0 for s in micro]
+        return True
 
     def _accumulate(self, micro: Sequence[TrainSample], n_total: int):
         weight = self.settings.reasoning_weight
-        votes = self._vote_positions(micro)
+        expected = self._votes_in_expectation(micro)
         batch = collate(
             micro, self.loaded.processor, self.pad_id, self.device,
-            with_answer_mask=weight < 1.0 or votes is not None, share_prompts=self.share_prompts,
+            with_answer_mask=weight < 1.0 or expected, share_prompts=self.share_prompts,
         )  # fmt: skip
         logits = completion_logits(self.model, batch)
         logp = token_logprobs(logits, batch.completion_ids, batch.temperature)
         old = self._old_logprobs(micro, logp)
-        pg_weight = None
+        pg_weight = vote_at = None
         if batch.answer_mask is not None:  # credit on the answer, `weight` of it on the reasoning
             answer = batch.answer_mask
-            if votes is not None:  # a vote taken in expectation leaves its answer out of the sampled term
-                has_vote = torch.tensor([v > 0 for v in votes], device=answer.device).unsqueeze(-1)
-                answer = torch.where(has_vote, torch.zeros_like(answer), answer)
+            if expected:  # where the box's content begins; 0 = no box (answer_start), no vote term
+                has_choices = torch.tensor([s.choice_rewards is not None for s in micro], device=answer.device)
+                vote_at = torch.where(has_choices, answer.argmax(-1), torch.zeros_like(has_choices, dtype=torch.long))
+                # a vote taken in expectation leaves its answer out of the sampled term
+                answer = torch.where((vote_at > 0).unsqueeze(-1), torch.zeros_like(answer), answer)
             pg_weight = answer + weight * (1 - batch.answer_mask)
         parts = clipped_pg_loss(
             logp, old, batch.advantages, batch.completion_mask, self.settings.clip_eps,
             ref_logp=self._ref_logprobs(batch), kl_beta=self.settings.kl_beta, pg_weight=pg_weight,
         )
         loss = parts.loss
-        if votes is not None and any(votes):
-            rows = [i for i, v in enumerate(votes) if v > 0]
-            at = torch.tensor([votes[i] for i in rows], device=logits.device)
-            rewards = torch.tensor([micro[i].choice_rewards for i in rows], device=logits.device)
-            vote_logits = logits[torch.tensor(rows, device=logits.device), at]
+        if vote_at is not None and bool((vote_at > 0).any()):
+            rows = (vote_at > 0).nonzero().squeeze(-1)
+            rewards = torch.tensor([micro[i].choice_rewards for i in rows.tolist()], device=logits.device)
+            vote_logits = logits[rows, vote_at[rows]]
             loss = loss + expected_vote_loss(vote_logits, self._seat_ids, rewards, batch.temperature).sum()
         # Dividing by the step's sequence count makes the accumulated gradient the gradient
         # of the sequence mean, whatever the micro-batch size.
