@@ -72,7 +72,12 @@ def run_step(name: str, params: str, overrides: Sequence[str], run_dir: str, pai
            *[a for o in overrides for a in ("--set", o)], "--run-dir", run_dir, "--pairs", *pairs_dirs]  # fmt: skip
     for key, value in paths.items():
         cmd += [f"--{key}", value]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    limit = settings.runtime.step_timeout
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)  # (kills the step at the limit)
+    except subprocess.TimeoutExpired:
+        raise StepFailed(f"step {name} under {settings.runtime.python} did not finish within {limit:.0f} s "
+                         "(runtime.step_timeout); it was stopped") from None  # fmt: skip
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise StepFailed(f"step {name} under {settings.runtime.python} exited {done.returncode}: {tail}")

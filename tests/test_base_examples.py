@@ -105,6 +105,25 @@ def test_the_vote_prior_names_the_flagged_seat_at_its_rate():
     assert chance < 0.33 and abs(half - (0.5 + 0.5 / GAME.n_players)) < 0.08  # q + (1 - q) / seats
 
 
+def test_the_summary_line_copies_the_checks_and_leaves_the_vote_random():
+    from visionzero.base.examples import written_flag, written_summary
+
+    rng, scenes = _scenes(400, seed=5)
+    named = hits = 0
+    for scene in scenes:
+        ex = observer_example(rng, scene, CLEVR, GAME, noise=0.05, na_share=0.0, summary=True)
+        flagged = {s for s, ok in zip(ex.truth["seats"], ex.truth["checks"]) if ok is False}
+        want = flagged.pop() if len(flagged) == 1 else "none"
+        # the line says what the written checks say (a copy of the reasoning, not a label)
+        assert written_summary(ex.target) == want and written_flag(ex.target) == (None if want == "none" else want)
+        if want != "none":
+            named += 1
+            hits += parse_vote(ex.target, GAME.n_players).seat == want
+    assert named > 100 and hits / named < 0.35  # the vote is still random
+    assert written_summary("Player 1: red no. \\boxed{1}") is None
+    assert written_flag("Player 1: red no. Player 2: blue no. \\boxed{1}") is None
+
+
 def test_scoring_counts_each_wrong_item():
     rng, (scene,) = _scenes(1, seed=3)
     ex = observer_example(rng, scene, CLEVR, GAME, noise=0.0, na_share=0.0)

@@ -111,6 +111,42 @@ def test_an_interrupted_run_does_not_block_the_next(tmp_path):
     assert len(list((out / "images").iterdir())) == 6
 
 
+def test_a_killed_pair_worker_fails_the_run_in_one_line_naming_the_pairs(tmp_path):
+    """As the OOM killer does: SIGKILL a pool worker mid-run. multiprocessing.Pool waited
+    forever; now the run fails at once, naming the pairs in flight, and publishes nothing."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+
+    from visionzero.pairs.generate import INCOMPLETE, WorkerLost
+
+    killed = []
+
+    def kill_one(_):
+        if not killed and multiprocessing.active_children():
+            victim = multiprocessing.active_children()[0]
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.append(victim.pid)
+
+    outcome = {}
+
+    def run():
+        try:
+            generate_pairs(SMALL, "clevr", 200, tmp_path / "out", seed=0, workers=2, progress=kill_one)
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive(), "generation hung after a worker was killed"
+    assert killed and isinstance(outcome.get("error"), WorkerLost)
+    message = str(outcome["error"])
+    assert "\n" not in message and "died" in message and "clevr-" in message
+    assert (tmp_path / "out" / INCOMPLETE).exists() and not (tmp_path / "out" / "manifest.jsonl").exists()
+
+
 def test_settings_where_nothing_fits_fail_before_touching_the_folder(tmp_path):
     bad = PairsSettings(image_size=32, clevr={"sizes": ["large"], "object_scale": 3.0, "min_objects": 2, "n_edits": 2})
     with pytest.raises(ValueError, match="cannot place"):

@@ -136,3 +136,57 @@ def test_ready_pairs_from_a_two_column_file_stay_inside_the_folder(tmp_path):
     assert [(i.name, os.path.basename(i.edited_path)) for i in scan.items] == [("p.png", "q.png")]
     assert dict(scan.skipped) == {"pairs.csv:3": "path leaves the folder", "pairs.csv:4": "expected two columns",
                                   "r.png": "not part of a pair"}
+
+
+def test_a_pixel_bomb_is_skipped_by_its_header_with_bounded_memory(tmp_path):
+    """A 1-bit PNG of a few KB that declares 12000x12000: decoded, it cost 1.7 GB. Now its
+    header is read, it is skipped with the reason, and the scan's peak memory stays small
+    (measured in a fresh process: its peak RSS against the same interpreter importing the
+    same modules and scanning one ordinary photo)."""
+    import subprocess
+    import sys
+
+    bomb_dir, plain_dir = tmp_path / "bomb", tmp_path / "plain"
+    bomb_dir.mkdir()
+    plain_dir.mkdir()
+    Image.new("1", (12000, 12000)).save(bomb_dir / "bomb.png", optimize=True)
+    assert (bomb_dir / "bomb.png").stat().st_size < 100_000
+    Image.new("RGB", (300, 200), (10, 20, 30)).save(bomb_dir / "photo.png")
+    Image.new("RGB", (300, 200), (10, 20, 30)).save(plain_dir / "photo.png")
+    probe = (
+        "import resource, sys\n"
+        "from visionzero.pairs.sources import scan_source\n"
+        "scan = scan_source(sys.argv[1], 64)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, scan.summary())\n"
+    )
+    peaks = {}
+    for name, folder in (("bomb", bomb_dir), ("plain", plain_dir)):
+        out = subprocess.run([sys.executable, "-c", probe, str(folder)], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        mb, summary = out.stdout.split(" ", 1)
+        peaks[name] = int(mb)
+        if name == "bomb":
+            assert "bomb.png (too large: 12000x12000 is 144 MP, over photo.max_pixels (40 MP))" in summary
+    assert peaks["bomb"] - peaks["plain"] < 50  # MB; decoding the bomb costs ~1,700
+
+
+def test_images_are_checked_without_decoding_and_decoded_where_used(tmp_path, monkeypatch):
+    """The scan reads headers and integrity only; pixels are decoded once, by the pair maker."""
+    from visionzero.pairs import sources
+
+    Image.new("RGB", (300, 200), (10, 20, 30)).save(tmp_path / "a.png")
+    Image.new("RGB", (300, 200), (10, 20, 30)).save(tmp_path / "b.jpg")
+    decoded = []
+    real = Image.Image.load
+
+    def counting(self):
+        if getattr(self, "tile", None) and self.size == (300, 200):  # pixels still to decode
+            decoded.append(self.format)
+        return real(self)
+
+    monkeypatch.setattr(Image.Image, "load", counting)
+    scan = scan_source(tmp_path, 64)
+    assert len(scan.items) == 2 and decoded == []
+    assert sources.load_rgb(tmp_path / "a.png").shape == (200, 300, 3) and decoded == ["PNG"]
+    with pytest.raises(sources.BadImage, match="too large"):
+        sources.load_rgb(tmp_path / "a.png", max_pixels=10_000)

@@ -28,7 +28,7 @@ def test_worker_matches_in_process_and_loads_new_weights(tiny_settings, tmp_path
     requests = [clue_request(g, 1, 1) for g in games]
     sampling = Sampling(8, 1.0, n=2)
     local = HFPolicy(load_model(s.model, s.runtime))
-    with WorkerProcess(base) as worker:
+    with WorkerProcess(base, allow=[tmp_path]) as worker:
         assert worker.process.pid != os.getpid()
         remote = worker.policy
         assert remote.health()["version"] == 0
@@ -69,3 +69,86 @@ def test_training_with_a_worker_gives_the_in_process_result(tiny_settings, tmp_p
     _run(load_settings(None, base), tmp_path / "local", pool, 2)
     _run(load_settings(None, [*base, "rollout.backend=worker"]), tmp_path / "worker", pool, 2)
     assert _comparable(read_metrics(tmp_path / "local")) == _comparable(read_metrics(tmp_path / "worker"))
+
+
+def test_every_worker_wait_is_bounded_and_the_worker_is_locked_down(tiny_settings, tmp_path):
+    """Token on every request; /load only from allowed folders; an idle client does not block
+    /generate; a SIGSTOPped worker fails the call within its heartbeats (it hung before)."""
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    from visionzero.rollout.remote import RemotePolicy
+
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", "runtime.threads=1"])
+    base = ensure_tiny(s.model)
+    games = setup_games(simple_pairs(tmp_path / "p", 2), s.game, seed=0)
+    requests = [clue_request(g, 1, 1) for g in games]
+    with WorkerProcess(base, timeout=60, heartbeat=1.0) as worker:
+        remote = worker.policy
+        for token in (None, "wrong"):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            with pytest.raises(urllib.error.HTTPError) as denied:
+                urllib.request.urlopen(urllib.request.Request(remote.url + "/health", headers=headers), timeout=10)
+            assert denied.value.code == 401
+        with pytest.raises(WorkerError, match="outside the worker's allowed folders"):
+            remote.load(tmp_path)  # not the model, not an allowed root
+        assert "VZ_WORKER_TOKEN" not in " ".join(open(f"/proc/{worker.process.pid}/cmdline").read().split("\0"))
+
+        idle = socket.create_connection(remote.url.removeprefix("http://").split(":"), timeout=5)  # connects, sends nothing
+        try:
+            assert len(remote.generate(requests, Sampling(4, 1.0), seed=0)) == 2
+        finally:
+            idle.close()
+
+        os.kill(worker.process.pid, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            with pytest.raises(WorkerError, match="stopped"):
+                remote.generate(requests, Sampling(4, 1.0), seed=0)
+            assert time.monotonic() - start < 30
+            blind = RemotePolicy(remote.url, remote.token, timeout=2.0, heartbeat=0.5)  # no liveness: the clock alone
+            with pytest.raises(WorkerError, match="no answer within 2 s"):
+                blind.generate(requests, Sampling(4, 1.0), seed=0)
+        finally:
+            os.kill(worker.process.pid, signal.SIGCONT)
+        assert json.loads(json.dumps(remote.health()))["version"] == 0  # serving again after SIGCONT
+
+
+def test_the_worker_dies_with_its_parent(tiny_settings, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", "runtime.threads=1"])
+    base = ensure_tiny(s.model)
+    script = (
+        "import sys, time\n"
+        "from visionzero.rollout.remote import WorkerProcess\n"
+        f"w = WorkerProcess({str(base)!r})\n"
+        "print(w.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(parent.stdout.readline())
+        os.kill(pid, 0)  # the worker runs
+        parent.send_signal(signal.SIGKILL)  # the trainer is killed: no close(), no atexit
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            # reap it if it became our child's zombie (it is reparented to init, which reaps)
+            time.sleep(0.2)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the worker outlived its killed parent by 30 s")
+    finally:
+        parent.kill()

@@ -73,7 +73,7 @@ def test_resume_survives_a_torn_metrics_line_and_logs_each_iteration_once(tiny_s
     assert [m["iteration"] for m in read_metrics(run)] == [1, 2, 3]
 
 
-@pytest.mark.parametrize("damage", ["empty", "missing", "incomplete"])
+@pytest.mark.parametrize("damage", ["empty", "missing", "incomplete", "truncated-weights", "truncated-optimizer"])
 def test_a_damaged_latest_pointer_resumes_from_the_newest_complete_checkpoint(tiny_settings, tmp_path, damage):
     """(was: a silent restart from iteration 0, then pruning deleted the new checkpoints)"""
     s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", *SMALL])
@@ -84,9 +84,13 @@ def test_a_damaged_latest_pointer_resumes_from_the_newest_complete_checkpoint(ti
         (ckpts / "latest").write_text("")
     elif damage == "missing":
         (ckpts / "latest").unlink()
-    else:  # `latest` names a checkpoint whose optimizer state was cut to nothing
+    elif damage == "incomplete":  # `latest` names a checkpoint whose optimizer state was cut to nothing
         (ckpts / "iter-000003" / "optimizer.pt").write_bytes(b"")
-    want = 2 if damage == "incomplete" else 3
+    else:  # a file of the newest checkpoint cut in half (was: a 30-line traceback, no fallback)
+        name = {"truncated-weights": "model/model.safetensors", "truncated-optimizer": "optimizer.pt"}[damage]
+        f = ckpts / "iter-000003" / name
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    want = 3 if damage in ("empty", "missing") else 2
     spo = IterativeSPO(s, run, pool)
     assert spo.iteration == want
     spo.close()

@@ -198,6 +198,9 @@ def test_answer_mask_starts_at_the_first_box_content(tiny_model):
     answer = tok.decode(ids[answer_start(ids, tok):]).strip()
     assert answer.startswith("1") and answer.endswith("\\boxed{2}")  # the parsed vote on, not its opener
     assert answer_start(tok("no box at all", add_special_tokens=False)["input_ids"], tok) == 0
+    # the base stage's summary phase weights from its summary line on
+    ids = tok("Player 1: red no. Odd: 1. \\boxed{2}", add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids[answer_start(ids, tok, "Odd:"):]).strip().startswith("1.")
 
 
 def test_anchors_add_only_the_kl_of_the_other_stage(tiny_settings, samples):

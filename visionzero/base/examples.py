@@ -159,10 +159,22 @@ def judge_example(rng, scene: Scene, clevr: ClevrSettings) -> Example:
     return Example("judge", messages, "yes" if consistent else "no", {"consistent": consistent})
 
 
-def observer_target(g: Game, original_colors: set[str], colors: list[str], vote: str) -> tuple[str, list[bool | None]]:
-    """The observer's reply: one check per clue in speaking order, then `\\boxed{vote}`."""
+SUMMARY = "Odd:"  # opens the observer's optional summary line (base.observer_summary)
+
+
+def summary_line(flagged: int | None) -> str:
+    """The reasoning's last line: the one seat the checks flag, "Odd: 3.", else "Odd: none."."""
+    return f"{SUMMARY} {flagged if flagged is not None else 'none'}."
+
+
+def observer_target(g: Game, original_colors: set[str], colors: list[str], vote: str,
+                    summary: bool = False) -> tuple[str, list[bool | None]]:
+    """The observer's reply: one check per clue in speaking order, optionally the summary
+    line (what the checks say, not who the spy is: it copies them), then `\\boxed{vote}`."""
     truth = observer_checks(g, original_colors, colors)
     lines = [check_line(t.seat, _color(t, colors), bool(ok)) for t, ok in zip(g.clue_turns(), truth)]
+    if summary:
+        lines.append(summary_line(flagged_seat([t.seat for t in g.clue_turns()], truth)))
     return " ".join(lines) + f" \\boxed{{{vote}}}", truth
 
 
@@ -187,11 +199,12 @@ def flagged_seat(seats: list[int], truth: list[bool | None]) -> int | None:
 
 
 def observer_example(rng, scene: Scene, clevr: ClevrSettings, game: GameSettings, noise: float, na_share: float,
-                     vote_prior: float = 0.0) -> Example:
+                     vote_prior: float = 0.0, summary: bool = False) -> Example:
     """`vote_prior` 0 (phases 1-2): the vote is random, the base never learns who the spy is.
     `vote_prior` q > 0 (phase 3, the vote prior): when exactly one seat is flagged, the vote
     names it with probability q, else it is random: a weak decision skill, as a pretrained
-    VLM brings, that RL must make reliable."""
+    VLM brings, that RL must make reliable. `summary`: the reasoning ends in the summary
+    line (summary_line), the vote stays as drawn."""
     g = _game(rng, game, scene)
     _play_clues(rng, g, scene, clevr, noise, len(clue_turn_order(game)))
     (request,) = decision_requests(g)
@@ -200,13 +213,13 @@ def observer_example(rng, scene: Scene, clevr: ClevrSettings, game: GameSettings
         flagged = flagged_seat([t.seat for t in g.clue_turns()], observer_checks(g, scene.colors(ORIGINAL), clevr.colors))
         if rng.random() < vote_prior and flagged is not None:
             vote = str(flagged)
-    target, truth = observer_target(g, scene.colors(ORIGINAL), clevr.colors, vote)
+    target, truth = observer_target(g, scene.colors(ORIGINAL), clevr.colors, vote, summary)
     seats = [t.seat for t in g.clue_turns()]
     return Example("observer", _with_images(request.messages, scene), target, {"checks": truth, "seats": seats})
 
 
 def make_example(rng: np.random.Generator, kind: Kind, base: BaseStageSettings, clevr: ClevrSettings,
-                 game: GameSettings, size: int, vote_prior: float = 0.0) -> Example:
+                 game: GameSettings, size: int, vote_prior: float = 0.0, summary: bool = False) -> Example:
     """One example of `kind`, everything drawn from `rng`."""
     single = kind != "observer" and rng.random() < base.single_object_share
     scene = make_scene(rng, clevr, size, single=single)
@@ -214,7 +227,7 @@ def make_example(rng: np.random.Generator, kind: Kind, base: BaseStageSettings, 
         return clue_example(rng, scene, clevr, game, base.clue_noise)
     if kind == "judge":
         return judge_example(rng, scene, clevr)
-    return observer_example(rng, scene, clevr, game, base.clue_noise, base.na_share, vote_prior)
+    return observer_example(rng, scene, clevr, game, base.clue_noise, base.na_share, vote_prior, summary)
 
 
 def sample_kind(rng: np.random.Generator, base: BaseStageSettings) -> Kind:
@@ -266,3 +279,21 @@ def score_observer(text: str, example: Example) -> tuple[int, int, bool, dict[st
             by_class["yes" if expected else "no"][0] += ok
     complete = len(found) >= len(want) and all(int(f[0]) == s for f, s in zip(found, example.truth["seats"]))
     return right, len(want), complete, {k: (v[0], v[1]) for k, v in by_class.items()}
+
+
+_SUMMARY = re.compile(re.escape(SUMMARY) + r"\s*(\d|none)")
+
+
+def written_flag(text: str) -> int | None:
+    """The one seat the reply's OWN checks flag ("Player s: colour no."), if exactly one."""
+    reasoning = text.split("\\boxed", 1)[0]
+    flagged = {int(seat) for seat, _, verdict in _CHECK.findall(reasoning) if verdict == "no"}
+    return flagged.pop() if len(flagged) == 1 else None
+
+
+def written_summary(text: str) -> int | str | None:
+    """The seat the reply's summary line names, "none", or None without a summary line."""
+    found = _SUMMARY.search(text.split("\\boxed", 1)[0])
+    if found is None:
+        return None
+    return "none" if found.group(1) == "none" else int(found.group(1))

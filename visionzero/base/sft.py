@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from visionzero.base.examples import KINDS, Example, Kind, make_example, sample_kind
+from visionzero.base.examples import KINDS, SUMMARY, Example, Kind, make_example, sample_kind
 from visionzero.models.loading import LoadedModel
 from visionzero.rollout.images import message_images
 from visionzero.settings import Settings
-from visionzero.train.batch import collate, completion_logits
+from visionzero.train.batch import BOX, collate, completion_logits
 from visionzero.train.loss import token_logprobs
 from visionzero.train.samples import TrainSample
 from visionzero.train.update import cosine_with_warmup
@@ -63,13 +63,14 @@ def reply_loss(model, batch) -> torch.Tensor:
     return loss
 
 
-def example_stream(settings: Settings, seed_parts: Sequence[int], kind: Kind | None = None, vote_prior: float = 0.0):
+def example_stream(settings: Settings, seed_parts: Sequence[int], kind: Kind | None = None, vote_prior: float = 0.0,
+                   summary: bool = False):
     """An endless, seeded stream of examples: mixed by `base.mix_*`, or all of `kind`."""
     rng = np.random.default_rng([settings.base.seed, *seed_parts])
     p = settings.pairs
     while True:
         k = kind or sample_kind(rng, settings.base)
-        yield make_example(rng, k, settings.base, p.clevr, settings.game, p.image_size, vote_prior)
+        yield make_example(rng, k, settings.base, p.clevr, settings.game, p.image_size, vote_prior, summary)
 
 
 def train_base(loaded: LoadedModel, settings: Settings, log: Log | None = None, log_every: int = 100) -> list[dict]:
@@ -105,25 +106,29 @@ def vote_prior_phase(loaded: LoadedModel, settings: Settings, log: Log | None = 
     """Phase 3 alone, from the current weights (see the module docstring)."""
     base = settings.base
     rows = run_phase(loaded, settings, base.vote_prior_steps, base.polish_lr, lambda s: 1.0, stream_part=4,
-                     label="vote prior", log=log, log_every=log_every, kind="observer", vote_prior=base.vote_prior)  # fmt: skip
+                     label="observer phase", log=log, log_every=log_every, kind="observer", vote_prior=base.vote_prior,
+                     summary=base.observer_summary)  # fmt: skip
     return [{**r, "step": base.steps + base.polish_steps + r["step"]} for r in rows]
 
 
 def run_phase(loaded: LoadedModel, settings: Settings, steps: int, lr: float, factor: Callable[[int], float],
               stream_part: int, label: str, log: Log | None, log_every: int, kind: Kind | None = None,
-              vote_prior: float = 0.0) -> list[dict]:
+              vote_prior: float = 0.0, summary: bool = False) -> list[dict]:
     """`steps` AdamW steps on fresh examples of stream `stream_part`, lr = lr * factor(step).
     `kind` given: examples of that kind, their answer tokens weighted up (reply_loss), plus
-    half as many of the usual mix."""
+    half as many of the usual mix. `summary`: observer replies (both streams) end their
+    reasoning with the summary line, and the weighted tokens start at it (the line and the
+    vote) instead of at the vote."""
     base = settings.base
     model = loaded.model
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    stream = example_stream(settings, [stream_part], kind, vote_prior)
+    stream = example_stream(settings, [stream_part], kind, vote_prior, summary)
     # A phase on one kind also replays half a batch of the usual mix (plain loss): observer
     # examples alone made the clue turns answer like observers (caption 1.0 -> 0.66 in 400 steps).
-    replay = example_stream(settings, [stream_part, 1]) if kind else None
+    replay = example_stream(settings, [stream_part, 1], summary=summary) if kind else None
+    marker = SUMMARY if summary else BOX
     pad = loaded.tokenizer.pad_token_id
     device = next(model.parameters()).device
     curve, window, start = [], [], time.perf_counter()
@@ -139,7 +144,8 @@ def run_phase(loaded: LoadedModel, settings: Settings, steps: int, lr: float, fa
             for each in KINDS:
                 group = [e for e in examples if e.kind == each]
                 if group:
-                    batch = collate(encode(group, loaded), loaded.processor, pad, device, with_answer_mask=answer_weighted)
+                    batch = collate(encode(group, loaded), loaded.processor, pad, device, with_answer_mask=answer_weighted,
+                                    answer_marker=marker)  # fmt: skip
                     part = reply_loss(model, batch) * (len(group) / total)
                     part.backward()
                     loss += float(part.detach())

@@ -27,6 +27,8 @@ from visionzero.base.examples import (
     score_clue,
     score_judge,
     score_observer,
+    written_flag,
+    written_summary,
 )
 from visionzero.game.parsing import parse_vote
 from visionzero.rollout.hf_backend import HFPolicy
@@ -79,5 +81,16 @@ def measure_skills(policy: HFPolicy, settings: Settings, n: int | None = None) -
         "reasoning_complete_rate": sum(o[2] for o in obs) / n,
         "vote_format_rate": sum(v.kind in ("seat", "na") for v in votes) / n,
         "vote_follows_flag": sum(follows) / max(1, len(follows)),
+        **(_summary_skills(replies["observer"]) if settings.base.observer_summary else {}),
+    }
+
+
+def _summary_skills(replies: list[str]) -> dict[str, float]:
+    """`summary_rate`: replies with a summary line; `summary_follows_checks`: over the replies
+    whose own checks flag exactly one seat, the share whose summary names it (none: "none")."""
+    own = [(written_flag(t), written_summary(t)) for t in replies]
+    return {
+        "summary_rate": sum(s is not None for _, s in own) / max(1, len(own)),
+        "summary_follows_checks": sum((s == f) if f is not None else (s == "none") for f, s in own) / max(1, len(own)),
     }
 

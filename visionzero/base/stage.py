@@ -40,8 +40,10 @@ def base_inputs(settings: Settings) -> dict[str, Any]:
     base = settings_dict(settings.base)
     base.pop("threads")
     if not base["vote_prior_steps"]:  # phase 3 off: the same output as before phase 3 existed
-        base.pop("vote_prior")
-        base.pop("vote_prior_steps")
+        for key in ("vote_prior", "vote_prior_steps", "observer_summary"):
+            base.pop(key)
+    elif not base["observer_summary"]:  # (added after phase 3: keys of earlier phase-3 bases stay)
+        base.pop("observer_summary")
     game = settings.game
     return {
         "version": BASE_STAGE_VERSION,

@@ -36,7 +36,7 @@ def _pairs(args: argparse.Namespace) -> int:
         generate_pairs,
         make_contact_sheet,
     )
-    from visionzero.pairs.generate import default_n_eval
+    from visionzero.pairs.generate import WorkerLost, default_n_eval
 
     settings = settings_from_args(args)
     pairs = settings.pairs
@@ -57,7 +57,7 @@ def _pairs(args: argparse.Namespace) -> int:
         try:
             report = generate_pairs(pairs, domain, n, args.out, seed=seed, n_eval=n_eval, source=args.source,
                                     workers=args.workers, progress=bar.update)
-        except (SourceError, OutputError, ManifestError) as exc:
+        except (SourceError, OutputError, ManifestError, WorkerLost) as exc:
             raise CliError(str(exc)) from None
         except ValueError as exc:  # settings that cannot work, e.g. objects that do not fit
             raise CliError(str(exc)) from None

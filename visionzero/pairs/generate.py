@@ -47,6 +47,10 @@ class OutputError(ValueError):
     """The output folder cannot be used; one line for a human."""
 
 
+class WorkerLost(RuntimeError):
+    """A pair worker died or stopped answering; one line naming the pairs it held."""
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -195,6 +199,42 @@ def _context() -> mp.context.BaseContext:
     return mp.get_context("spawn")
 
 
+def _in_processes(run: Callable[[Job], dict], jobs: list[Job], n_workers: int, timeout: float):
+    """Yield run(job) for every job from `n_workers` processes, a few jobs in flight per
+    worker. A worker killed (the OOM killer) or silent for `timeout` s raises WorkerLost
+    naming the pairs in flight, instead of the wait that never ends in multiprocessing.Pool."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending = iter(jobs)
+    with ProcessPoolExecutor(n_workers, mp_context=_context()) as pool:
+        flight = {}
+        try:
+            for job in pending:
+                flight[pool.submit(run, job)] = job.id
+                if len(flight) >= 2 * n_workers:
+                    break
+            while flight:
+                done, _ = wait(flight, timeout=timeout, return_when=FIRST_COMPLETED)
+                if not done:
+                    raise WorkerLost(f"pairs: no pair finished within {timeout:.0f} s (pairs.job_timeout); "
+                                     f"in flight: {', '.join(sorted(flight.values()))}")  # fmt: skip
+                for future in done:
+                    flight.pop(future)
+                    yield future.result()
+                    job = next(pending, None)
+                    if job is not None:
+                        flight[pool.submit(run, job)] = job.id
+        except BrokenProcessPool:
+            raise WorkerLost(f"pairs: a worker process died (killed, or out of memory) while making one of "
+                             f"{', '.join(sorted(flight.values()))}; nothing was published") from None  # fmt: skip
+        finally:
+            if flight:  # do not wait for the rest of a failed run
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.kill()
+                pool.shutdown(wait=False, cancel_futures=True)
+
+
 def resolve_workers(workers: int | None, settings: PairsSettings, n_jobs: int) -> int:
     w = settings.workers if workers is None else workers
     w = w or os.cpu_count() or 1
@@ -230,7 +270,8 @@ def generate_pairs(
         raise ValueError(f"n_eval must be between 0 and n={n} (got {n_eval})")
     scan = None
     if domain == "photo":
-        scan = scan_source(source if source is not None else settings.photo.source, settings.photo.min_size)
+        photo = settings.photo
+        scan = scan_source(source if source is not None else photo.source, photo.min_size, photo.max_pixels)
     jobs, notes = plan_jobs(domain, n, n_eval, seed, scan)
     if domain == "clevr":  # settings that cannot work fail here, in one line, before any file is touched
         from visionzero.pairs.clevr import sample_scene
@@ -248,12 +289,10 @@ def generate_pairs(
             if progress:
                 progress(1)
     else:
-        chunk = max(1, min(16, len(jobs) // (n_workers * 8)))
-        with _context().Pool(n_workers) as pool:
-            for rec in pool.imap_unordered(run, jobs, chunksize=chunk):
-                results.append(rec)
-                if progress:
-                    progress(1)
+        for rec in _in_processes(run, jobs, n_workers, settings.job_timeout):
+            results.append(rec)
+            if progress:
+                progress(1)
     order = {job.id: k for k, job in enumerate(jobs)}
     records = [PairRecord.from_dict(r) for r in sorted(results, key=lambda r: order[r["id"]])]
     write_manifest(out, records)

@@ -56,10 +56,10 @@ def diff_regions(a: np.ndarray, b: np.ndarray) -> list[dict[str, Any]]:
 def make_photo_pair(rng: np.random.Generator, cfg: PhotoSettings, size: int, item: SourceItem) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """One (original, edited) photo pair plus the manifest fields `regions`, `changes`, `source`."""
     if item.edited_path is not None:
-        a = fit(load_rgb(item.path), size)
-        b = fit(load_rgb(item.edited_path), size, shape=a.shape[:2])
+        a = fit(load_rgb(item.path, max_pixels=cfg.max_pixels), size)
+        b = fit(load_rgb(item.edited_path, max_pixels=cfg.max_pixels), size, shape=a.shape[:2])
         regions = diff_regions(a, b)
         return a, b, {"regions": regions, "changes": regions, "source": item.name}
-    photo = random_crop(load_rgb(item.path), rng, size)
+    photo = random_crop(load_rgb(item.path, max_pixels=cfg.max_pixels), rng, size)
     edited, regions = edit_photo(photo, rng, list(cfg.edit_kinds), cfg.n_edits)
     return photo, edited, {"regions": regions, "changes": regions, "source": item.name}

@@ -6,7 +6,11 @@ and, by default, the photographs that ship inside scikit-image (read from the pa
 folder: no download, no network).
 
 Bad input never stops a run: corrupt, truncated, empty and non-image files are skipped and
-named in one summary line; images below the minimum size are rejected with the reason;
+named in one summary line; images below the minimum size or over the pixel budget
+(`photo.max_pixels`, checked on the declared size BEFORE any pixel is decoded: a 17 KB PNG
+can declare 12000x12000) are rejected with the reason. The folder scan reads headers and
+checks integrity without decoding pixels (PNG chunks and CRCs, the JPEG end marker); the
+one decode happens where the pair is made;
 grey, palette, alpha, 16-bit and EXIF-rotated images are converted to upright 8-bit RGB.
 Nothing outside the given folder is read: a symlink that leaves it is skipped, and so is a
 manifest row that points outside it.
@@ -85,29 +89,66 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def load_rgb(path: str | Path, min_size: int = 1) -> np.ndarray:
-    """Decode a file to an upright 8-bit RGB array; raise BadImage with a short reason."""
-    path = Path(path)
+DEFAULT_MAX_PIXELS = 40_000_000  # photo.max_pixels' default (an 8K photo is 33 MP)
+
+
+def _check_size(im: Image.Image, min_size: int, max_pixels: int) -> None:
+    """The declared size against the limits: Pillow has read only the header so far."""
+    w, h = im.size
+    if w * h > max_pixels:
+        raise BadImage(f"too large: {w}x{h} is {w * h / 1e6:.0f} MP, over photo.max_pixels ({max_pixels / 1e6:g} MP)")
+    if min(h, w) < min_size:
+        raise BadImage(f"too small: {w}x{h}, the minimum side is {min_size} px")
+
+
+def _opened(path: Path, work, min_size: int, max_pixels: int):
+    """work(image) on the lazily opened file, its declared size checked first; Pillow's
+    and the file system's errors become BadImage with a short reason."""
     try:
         if path.stat().st_size == 0:
             raise BadImage("empty file")
         with Image.open(path) as im:
-            im.load()  # decode now: truncated files fail here, not later
-            im = ImageOps.exif_transpose(im)
-            arr = _to_rgb(im)
+            _check_size(im, min_size, max_pixels)
+            return work(im)
     except BadImage:
         raise
     except UnidentifiedImageError:  # with an image's name it is a broken image, else some other file
         raise BadImage("corrupt" if path.suffix.lower() in IMAGE_EXTS else "not an image") from None
     except Image.DecompressionBombError:
         raise BadImage("too many pixels") from None
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, SystemError) as exc:
         msg = str(exc).lower()
         raise BadImage("truncated" if "truncated" in msg else "corrupt") from None
-    h, w = arr.shape[:2]
-    if min(h, w) < min_size:
-        raise BadImage(f"too small: {w}x{h}, the minimum side is {min_size} px")
-    return arr
+
+
+def load_rgb(path: str | Path, min_size: int = 1, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a file to an upright 8-bit RGB array; raise BadImage with a short reason."""
+
+    def decode(im: Image.Image) -> np.ndarray:
+        im.load()  # decode now: truncated files fail here, not later
+        return _to_rgb(ImageOps.exif_transpose(im))
+
+    return _opened(Path(path), decode, min_size, max_pixels)
+
+
+def check_image(path: str | Path, min_size: int = 1, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Raise BadImage unless the file is a whole image within the limits, decoding as little
+    as its format allows: PNG is checked chunk by chunk (CRCs, the end chunk) and JPEG by its
+    end marker, without inflating a pixel; other formats are decoded (within the budget)."""
+    path = Path(path)
+
+    def check(im: Image.Image) -> None:
+        if im.format == "PNG":
+            im.verify()
+        elif im.format == "JPEG":
+            with open(path, "rb") as f:
+                f.seek(max(0, path.stat().st_size - 64))
+                if b"\xff\xd9" not in f.read():
+                    raise BadImage("truncated")
+        else:
+            im.load()
+
+    _opened(path, check, min_size, max_pixels)
 
 
 # ----------------------------------------------------------------------------- folders
@@ -171,8 +212,9 @@ def _split_name(p: Path) -> tuple[str, str] | None:
     return None
 
 
-def scan_source(folder: str | Path | None, min_size: int) -> SourceScan:
-    """List the usable photos or pairs of a folder (None: scikit-image's photos), checking each file."""
+def scan_source(folder: str | Path | None, min_size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> SourceScan:
+    """List the usable photos or pairs of a folder (None: scikit-image's photos), checking each
+    file (check_image: headers and integrity, no full decode)."""
     if folder is None or str(folder) == "":
         return SourceScan("skimage", skimage_photos())
     root_given = Path(folder).expanduser()
@@ -213,8 +255,8 @@ def scan_source(folder: str | Path | None, min_size: int) -> SourceScan:
                 skipped.append((rel(p), "not part of a pair" if is_image else "not an image"))
         for a, b in rows:
             try:
-                load_rgb(a, min_size)
-                load_rgb(b, min_size)
+                check_image(a, min_size, max_pixels)
+                check_image(b, min_size, max_pixels)
             except BadImage as exc:
                 skipped.append((f"{rel(a)} + {rel(b)}", str(exc)))
                 continue
@@ -225,7 +267,7 @@ def scan_source(folder: str | Path | None, min_size: int) -> SourceScan:
     else:
         for p in files:
             try:
-                load_rgb(p, min_size)
+                check_image(p, min_size, max_pixels)
             except BadImage as exc:
                 skipped.append((rel(p), str(exc)))
                 continue

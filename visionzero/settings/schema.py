@@ -35,6 +35,7 @@ class RuntimeSettings(Section):
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default.")
     workdir: str = Field("runs", description="Root folder for run outputs (pairs, games, checkpoints, metrics).")
     python: str = Field("", description="Interpreter of another environment that runs the pipeline's heavy steps as subprocesses; empty = inside the Prefect process.")
+    step_timeout: float = Field(7200.0, gt=0.0, description="Longest a step under runtime.python may run (seconds) before it is killed and fails the flow.")
 
 
 # --------------------------------------------------------------------------- model
@@ -98,7 +99,8 @@ class BaseStageSettings(Section):
     na_share: float = Field(0.05, ge=0.0, le=1.0, description="Share of observer targets voting N/A (the vote is random either way).")
     eval_examples: int = Field(200, ge=1, description="Held-out examples per skill in the skills report.")
     vote_prior: float = Field(0.0, ge=0.0, le=1.0, description="Phase 3: share of observer targets whose vote names the one seat the checks flag (the rest vote at random): a weak decision skill for RL to make reliable; 0 = none.")
-    vote_prior_steps: int = Field(0, ge=0, description="Steps of phase 3 (observer examples only, the answer tokens weighted up, polish_lr); 0 = no phase 3.")
+    vote_prior_steps: int = Field(0, ge=0, description="Steps of phase 3, the observer phase (observer examples, the answer tokens weighted up, half a batch of the usual mix replayed, polish_lr); 0 = no phase 3.")
+    observer_summary: bool = Field(False, description="Phase 3 teaches observer reasoning that ends in a summary line naming the one seat its own checks flag ('Odd: 3.', else 'Odd: none.'), loss weighted from that line on; the vote stays random (vote_prior aside). A reasoning step, not a vote: RL still has to learn to vote for it.")
     seed: int = Field(0, ge=0, description="Seed of the examples and the update order.")
     threads: int = Field(2, ge=0, description="torch CPU threads while training the base; 0 keeps torch's default.")
 
@@ -164,6 +166,7 @@ class ChartSettings(Section):
 class PhotoSettings(Section):
     source: str | None = Field(None, description="Folder of images or of ready pairs; empty = photos shipped with scikit-image.")
     min_size: int = Field(64, ge=16, description="Smallest accepted side of a source image (pixels).")
+    max_pixels: int = Field(40_000_000, ge=4096, description="Pixel budget of a source image (width x height, as its header declares, checked before decoding); larger images are skipped with the reason. Bounds memory whatever the input.")
     n_edits: int = Field(2, ge=1, le=4, description="Most regions edited per photo (one or two).")
     edit_kinds: list[Literal["recolor", "remove", "paste", "swap", "mirror"]] = Field(
         default_factory=lambda: ["recolor", "remove", "paste", "swap", "mirror"], min_length=1,
@@ -179,6 +182,7 @@ class PairsSettings(Section):
     n_eval: int = Field(200, ge=1, description="Held-out evaluation pairs per domain, disjoint from training.")
     image_size: int = Field(448, ge=32, le=2048, description="Side of the square images (pixels).")
     workers: int = Field(0, ge=0, description="Worker processes for generation; 0 = one per CPU core.")
+    job_timeout: float = Field(300.0, gt=0.0, description="Fail the generation, naming the pairs in flight, when no pair finishes for this many seconds (a stuck or stopped worker).")
     clevr: ClevrSettings = Field(default_factory=ClevrSettings, description="CLEVR-style scenes.")
     chart: ChartSettings = Field(default_factory=ChartSettings, description="Charts.")
     photo: PhotoSettings = Field(default_factory=PhotoSettings, description="Real photos.")
@@ -281,6 +285,8 @@ class RolloutSettings(Section):
     worker_engine: Literal["hf", "vllm"] = Field("hf", description="Engine of the worker process: vllm (GPU, its own venv) or hf.")
     worker_python: str = Field("", description="Interpreter of the worker's environment, e.g. .venv-vllm/bin/python; empty = this one.")
     gpu_memory_utilization: float = Field(0.4, gt=0.0, le=1.0, description="Share of GPU memory the vLLM worker may take.")
+    worker_timeout: float = Field(900.0, gt=0.0, description="Longest one worker call (a generation batch, a weight load) may take, in seconds, before the step fails.")
+    worker_heartbeat: float = Field(10.0, gt=0.0, description="While a worker call waits: check every this many seconds that the worker lives (process up, not stopped, /health answering within it).")
     micro_batch_size: int = Field(64, ge=1, description="Most sequences in one HF generate call (bounds memory).")
 
 

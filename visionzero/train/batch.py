@@ -38,9 +38,10 @@ class ModelBatch:
 BOX = "\\boxed{"
 
 
-def answer_start(token_ids: Sequence[int], tokenizer) -> int:
+def answer_start(token_ids: Sequence[int], tokenizer, marker: str = BOX) -> int:
     """Index of the completion token holding the first character of its first box's content
-    (the vote or clue as parsed, METHOD.md section 3); 0 when there is no box.
+    (the vote or clue as parsed, METHOD.md section 3); 0 when there is no box. Another
+    `marker`: the token after its first occurrence (the base stage's summary line).
 
     The `\\boxed{` opener itself is not the answer: when to write it is when to stop
     reasoning, and crediting it with the vote's advantage taught the model to stop early
@@ -50,10 +51,10 @@ def answer_start(token_ids: Sequence[int], tokenizer) -> int:
     """
     pieces = [tokenizer.decode([t]) for t in token_ids]
     text = "".join(pieces)
-    at = text.find(BOX)
+    at = text.find(marker)
     if at < 0:
         return 0
-    at += len(BOX)
+    at += len(marker)
     end = 0
     for i, piece in enumerate(pieces):
         end += len(piece)
@@ -95,10 +96,12 @@ def prompt_groups(samples: Sequence[TrainSample]) -> int:
 
 
 def collate(
-    samples: Sequence[TrainSample], processor, pad_id: int, device, with_answer_mask: bool = False, share_prompts: bool = False
+    samples: Sequence[TrainSample], processor, pad_id: int, device, with_answer_mask: bool = False, share_prompts: bool = False,
+    answer_marker: str = BOX,
 ) -> ModelBatch:
     """Pad a micro-batch and process its images; see the module docstring for the layout.
-    `with_answer_mask`: also mark each completion's answer tokens (credit assignment).
+    `with_answer_mask`: also mark each completion's answer tokens (credit assignment), from
+    the first box's content on (or from after `answer_marker`).
     `share_prompts`: hold each group's prompt once when the samples come in equal groups."""
     m = prompt_groups(samples) if share_prompts else 1
     C = max(len(s.completion_ids) for s in samples)
@@ -122,7 +125,7 @@ def collate(
     answer = torch.zeros((len(samples), C), dtype=torch.long)
     if with_answer_mask:
         for row, s in enumerate(samples):
-            answer[row, answer_start(s.completion_ids, processor.tokenizer) : len(s.completion_ids)] = 1
+            answer[row, answer_start(s.completion_ids, processor.tokenizer, answer_marker) : len(s.completion_ids)] = 1
     return ModelBatch(
         inputs={k: v.to(device) for k, v in inputs.items()},
         completion_ids=completion.to(device),

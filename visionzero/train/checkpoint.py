@@ -104,11 +104,40 @@ def _checkpoints(root: Path) -> list[Path]:
     return sorted(found, key=_iteration)
 
 
+def problem(path: Path) -> str | None:
+    """Why a resume could not load this checkpoint, or None. Cheap: it reads headers, not
+    tensors: every required file present and not empty; each safetensors file's header
+    matching its length (a truncated file does not); each torch file a whole zip archive
+    (its directory sits at the end, so a cut-off file has none); state.json parses."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    for f in REQUIRED:
+        if not (path / f).is_file() or (path / f).stat().st_size == 0:
+            return f"{f} missing or empty"
+    weights = sorted((path / "model").glob("*.safetensors"))
+    if not weights:
+        return "no safetensors weights"
+    for w in weights:
+        try:
+            with safe_open(str(w), "pt"):
+                pass
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own and OS errors
+            return f"model/{w.name} unreadable ({type(exc).__name__})"
+    for f in ("optimizer.pt", "scheduler.pt", "rng.pt"):
+        if not zipfile.is_zipfile(path / f):
+            return f"{f} truncated or not a torch archive"
+    try:
+        json.loads((path / "state.json").read_text())
+    except (OSError, ValueError):
+        return "state.json unreadable"
+    return None
+
+
 def is_complete(path: Path) -> bool:
-    """Every file a resume reads is there and not empty, and the model has its weights."""
-    files = [path / f for f in REQUIRED]
-    weights = list((path / "model").glob("*.safetensors"))
-    return all(f.is_file() and f.stat().st_size > 0 for f in files) and any(w.stat().st_size > 0 for w in weights)
+    """Whether a resume can load this checkpoint (see `problem`)."""
+    return problem(path) is None
 
 
 def _plain_rng(state: dict[str, Any]) -> dict[str, Any]:
@@ -120,17 +149,19 @@ def _plain_rng(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def latest_checkpoint(root: Path) -> Path | None:
-    """The checkpoint `latest` names; when it is missing, empty or names an incomplete folder,
-    the newest complete one (with a warning), so a damaged pointer never restarts a run."""
+    """The checkpoint `latest` names; when it is missing, empty or names a folder that cannot
+    be loaded (`problem`: incomplete, truncated), the newest loadable one (with a warning), so
+    damage never restarts a run."""
     pointer = root / LATEST
     named = pointer.read_text().strip() if pointer.is_file() else ""
-    if named and is_complete(root / named):
+    why = problem(root / named) if named else "missing or empty"
+    if why is None:
         return root / named
     complete = [p for p in _checkpoints(root) if is_complete(p)]
     if not complete:
         return None
-    log.warning("%s: `latest` is %s; resuming from the newest complete checkpoint, %s",
-                root, f"{named!r}, incomplete" if named else "missing or empty", complete[-1].name)
+    log.warning("%s: `latest` is %s; resuming from the newest loadable checkpoint, %s",
+                root, f"{named!r}, which cannot be loaded: {why}" if named else why, complete[-1].name)
     return complete[-1]
 
 

@@ -168,6 +168,7 @@ class IterativeSPO:
             self.worker = WorkerProcess(
                 self.loaded.path, r.worker_engine, r.worker_python,
                 extra_args=["--micro-batch-size", str(r.micro_batch_size), "--gpu-memory-utilization", str(r.gpu_memory_utilization)],
+                allow=[self.run_dir / "checkpoints"], timeout=r.worker_timeout, heartbeat=r.worker_heartbeat,
             )  # fmt: skip
             self.policy = self.worker.policy
         else:
