@@ -52,9 +52,13 @@ def run_tags(root: str | Path = ".", extra: dict[str, str] | None = None) -> dic
     and .type, mlflow.source.git.commit, ... as `mlflow.start_run` would set them), whether
     the checkout is dirty (MLflow does not say), the DVC hashes and `extra`."""
     from mlflow.tracking.context.registry import resolve_tags
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
-    dirty = git_commit(root).get("git.dirty")
-    return resolve_tags({**({"git.dirty": dirty} if dirty else {}), **dvc_hashes(root), **(extra or {})})
+    git = git_commit(root)
+    tags = resolve_tags({**({"git.dirty": git["git.dirty"]} if git else {}), **dvc_hashes(root), **(extra or {})})
+    if git and MLFLOW_GIT_COMMIT not in tags:  # MLflow looks from the entry script, which may sit outside the checkout
+        tags[MLFLOW_GIT_COMMIT] = git["git.commit"]
+    return tags
 
 
 def pair_datasets(pairs_dirs: Sequence[str | Path]) -> list[dict[str, str]]:
