@@ -165,3 +165,15 @@ def test_run_tags_are_mlflows_own(repo_root, monkeypatch):
     assert {"mlflow.user", "mlflow.source.name", "mlflow.source.type"} <= set(tags) and tags["x"] == "y"
     commit = git_commit(repo_root).get("git.commit")
     assert tags.get("mlflow.source.git.commit") == commit and "git.commit" not in tags
+
+
+def test_a_torn_outbox_line_loses_no_later_entry(store, tmp_path):
+    from mlflow import MlflowClient
+
+    settings, uri = store
+    tracker = RunTracker(settings.tracking, tmp_path / "run")
+    run_id = tracker.start("t", settings, {})
+    with (tmp_path / "run/mlflow_outbox.jsonl").open("a") as fh:
+        fh.write('{"kind": "metrics", "st')  # a crash in the middle of an append
+    tracker.log_metrics({"eval/win_rate": 0.5}, 3)
+    assert [(m.step, m.value) for m in MlflowClient(uri).get_metric_history(run_id, "eval/win_rate")] == [(3, 0.5)]

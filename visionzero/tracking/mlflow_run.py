@@ -117,9 +117,11 @@ class RunTracker:
             return None
         if data.get("uri") != self.shown_uri or data.get("experiment", self.settings.experiment) != self.settings.experiment:
             return None
-        # a run file written before the outbox existed: its run, nothing pending
-        defaults = {"key": data.get("run_id") or uuid.uuid4().hex, "run_name": "vision-zero", "tags": {}, "identity": None,
-                    "experiment": self.settings.experiment, "sent": 0, "sent_step": 0, "stamps": {}}  # fmt: skip
+        if "key" not in data:  # a run file written before the outbox: its rows were sent as they came
+            rows = [r.get("iteration") for r in _read_jsonl(self.run_dir / METRICS)]
+            data.update(key=data.get("run_id") or uuid.uuid4().hex, sent_step=max([r for r in rows if isinstance(r, int)], default=0))
+        defaults = {"run_name": "vision-zero", "tags": {}, "identity": None, "experiment": self.settings.experiment,
+                    "sent": 0, "sent_step": 0, "stamps": {}}  # fmt: skip
         return {**defaults, **data}
 
     def _save(self) -> None:
@@ -128,8 +130,14 @@ class RunTracker:
     def _append(self, entry: dict) -> None:
         """Put an entry in the outbox (on disk before it is sent)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with (self.run_dir / OUTBOX).open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({**entry, "run": self.state["key"]}, sort_keys=True) + "\n")
+        path = self.run_dir / OUTBOX
+        with path.open("a+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size:
+                fh.seek(size - 1)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")  # end a line torn by a crash: it stays unreadable, this entry does not
+            fh.write((json.dumps({**entry, "run": self.state["key"]}, sort_keys=True) + "\n").encode())
             fh.flush()
             os.fsync(fh.fileno())
 
