@@ -10,6 +10,7 @@ from typing import Any
 
 from visionzero.errors import first_line
 from visionzero.settings import SettingsError, load_settings
+from visionzero.tracking.connection import credentials_out_of
 
 
 def parse(description: str, argv=None) -> argparse.Namespace:
@@ -17,6 +18,8 @@ def parse(description: str, argv=None) -> argparse.Namespace:
     parser.add_argument("--params", default="params.yaml", help="settings file (default params.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args(argv)
+    # Prefect stores flow parameters: a tracking URI's credentials go to MLflow's env vars instead
+    args.overrides = credentials_out_of(args.overrides)
     try:
         load_settings(args.params, args.overrides)  # fail fast, one line, before Prefect starts
     except SettingsError as exc:

@@ -23,14 +23,15 @@ def evaluate_flow(params: str = "params.yaml", overrides: list[str] | None = Non
     overrides = list(overrides or [])
     s = settings_of(params, overrides)
     run_dir = layout.train_dir(s)
-    step = 0
+    step, prefix = 0, "final_eval/"  # another model's evaluation is not part of the training's curves
     if model is None:
         checkpoint = latest_checkpoint(Path(run_dir) / "checkpoints")
         if checkpoint is None:
             raise FileNotFoundError(f"no checkpoint in {run_dir}/checkpoints: run the training first")
         model, step = str(checkpoint / "model"), int(checkpoint.name.split("-")[1])
+        prefix = "eval/"  # the last point of the training's eval/* series (one win_rate curve)
     results = evaluate_checkpoint(params, overrides, model, layout.eval_dir(s), step)
-    log_metrics(params, overrides, run_dir, {f"final_eval/{k}": v for k, v in results.items()}, step)
+    log_metrics(params, overrides, run_dir, {f"{prefix}{k}": v for k, v in results.items()}, step)
     log_artifacts(params, overrides, run_dir, [f"{layout.eval_dir(s)}/results.json"], "eval")
     return {"model": model, **results}
 

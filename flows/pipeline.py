@@ -20,6 +20,7 @@ from flows.pairs import pairs_flow
 from flows.promote import promote_flow
 from flows.train import train_flow
 from tasks.session import settings_of
+from visionzero.settings.secrets import redact_text
 
 
 @flow(name="vision-zero-pipeline")
@@ -33,7 +34,7 @@ def pipeline_flow(params: str = "params.yaml", overrides: list[str] | None = Non
     pages = sorted(Path(trained["run_dir"]).glob("iterations/*/games.html"))
     return {
         "pairs": pairs,
-        "mlflow_uri": s.tracking.uri,
+        "mlflow_uri": redact_text(s.tracking.uri),
         "mlflow_experiment": s.tracking.experiment,
         "mlflow_run_id": trained["run_id"],
         "checkpoint": trained["checkpoint"],

@@ -64,7 +64,7 @@ def train_flow(params: str = "params.yaml", overrides: list[str] | None = None) 
             log_artifacts(params, overrides, run_dir, [page], f"games/iter-{done:06d}")
     reports = training_report(run_dir)
     log_artifacts(params, overrides, run_dir, reports + [f"{p}/contact_sheet.png" for p in pairs], "reports")
-    end_run(params, overrides, run_dir)
+    run_id = end_run(params, overrides, run_dir) or run_id  # created later if the server was down at the start
     checkpoint = current_checkpoint(params, overrides, run_dir, pairs)
     release(run_dir)
     return {"run_dir": run_dir, "run_id": run_id, "checkpoint": str(checkpoint / "model")}

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from prefect import task
 
+from tasks import layout
 from tasks.session import settings_of
 from visionzero.tracking.mlflow_run import RunTracker
-from visionzero.tracking.provenance import dvc_hashes, git_commit
+from visionzero.tracking.provenance import pair_datasets
 
 _TRACKERS: dict[str, RunTracker] = {}
 
@@ -22,12 +23,25 @@ def tracker(params: str, overrides: Sequence[str], run_dir: str) -> RunTracker:
     return _TRACKERS[key]
 
 
+def deployment_launch() -> str | None:
+    """The top flow run when a deployment launched this one: each deployment run is its own
+    training in MLflow (a plain script run or `dvc repro` is not)."""
+    try:
+        from prefect.runtime import deployment, flow_run
+
+        return str(flow_run.root_flow_run_id) if deployment.id else None
+    except Exception:  # noqa: BLE001 - outside a flow run, or the API cannot say
+        return None
+
+
 @task(name="start-mlflow-run", retries=2, retry_delay_seconds=[2, 10])
 def start_run(params: str, overrides: Sequence[str], run_dir: str, run_name: str) -> str | None:
-    """Create (or resume) the training run; params = flattened settings, tags = provenance."""
+    """Create (or continue) the training run; params = flattened settings, tags = provenance."""
     settings = settings_of(params, overrides)
-    tags = {**git_commit(), **dvc_hashes(), "run_dir": str(Path(run_dir).resolve()), "model.spec": settings.model.spec}
-    return tracker(params, overrides, run_dir).start(run_name, settings, tags)
+    tags = {"run_dir": str(Path(run_dir).resolve()), "model.spec": settings.model.spec}
+    return tracker(params, overrides, run_dir).start(
+        run_name, settings, tags, datasets=pair_datasets(layout.pairs_dirs(settings)), launch=deployment_launch()
+    )
 
 
 @task(name="log-metrics", retries=2, retry_delay_seconds=[1, 5])

@@ -42,7 +42,7 @@ def test_run_params_metrics_and_resume(store, tmp_path):
     run = client.get_run(run_id)
     assert run.data.params["game.n_players"] == "4" and run.data.params["rewards.lambda"] == "0.1"
     assert len(run.data.params) > 100  # the whole flattened params.yaml
-    assert run.data.tags["git.commit"] == "abc"
+    assert run.data.tags["git.commit"] == "abc" and "mlflow.source.type" in run.data.tags
     history = client.get_metric_history(run_id, "game/vote_accuracy")
     assert [(m.step, m.value) for m in history] == [(1, 0.25), (2, 0.5)]
     assert client.get_metric_history(run_id, "switched")[0].value == 1.0
@@ -102,7 +102,7 @@ def test_dead_server_warns_once_and_training_goes_on(tmp_path, caplog):
     assert time.perf_counter() - start < 10
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "127.0.0.1:9" in warnings[0].getMessage()
-    assert not tracker.enabled
+    assert tracker.enabled and tracker.run_id is None and tracker.pending() > 0  # kept, not dropped
 
 
 def test_registry_client_fails_fast_on_a_dead_server():
@@ -123,7 +123,7 @@ def test_dead_server_after_training_warns_once(tmp_path, caplog):
     tracker = RunTracker(settings.tracking, tmp_path / "run")
     start = time.perf_counter()
     with caplog.at_level(logging.WARNING, logger="visionzero.tracking"):
-        assert tracker.attach() is None
+        assert tracker.attach() == "r"  # the folder's run: what it logs waits for the server
         tracker.log_metrics({"a": 1.0}, step=1)
         tracker.log_artifacts([tmp_path / "run/mlflow_run.json"])
     assert time.perf_counter() - start < 10
@@ -136,3 +136,44 @@ def test_provenance_tags(tmp_path, repo_root):
                        "train": {"outs": [{"path": "runs/train/checkpoints", "md5": "zzz"}]}}}  # fmt: skip
     (tmp_path / "dvc.lock").write_text(json.dumps(lock))
     assert dvc_hashes(tmp_path) == {"dvc.pairs@clevr.runs/pairs/clevr": "abc.dir"}
+
+
+def test_a_temporary_dvc_workspace_logs_to_the_projects_store(tmp_path, monkeypatch):
+    """`dvc exp run --temp` runs the stage in a copy that is deleted afterwards, with DVC_ROOT
+    (dvc/repo/experiments/queue/base.py) naming the real project: the default relative store
+    resolves there, and the run carries the experiment's name."""
+    from mlflow import MlflowClient
+
+    project, workspace = tmp_path / "project", tmp_path / "project/.dvc/tmp/exps/tmpabc"
+    workspace.mkdir(parents=True)
+    monkeypatch.chdir(workspace)
+    monkeypatch.setenv("DVC_ROOT", str(project))
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-quiet-owl")
+    settings = load_settings(None, ["tracking.uri=sqlite:///mlflow.db"])
+    tracker = RunTracker(settings.tracking, workspace / "runs/train")
+    run_id = tracker.start("t", settings, {})
+    tracker.end()
+    assert (project / "mlflow.db").exists() and not (workspace / "mlflow.db").exists()
+    run = MlflowClient(f"sqlite:///{project}/mlflow.db").get_run(run_id)
+    assert run.data.tags["dvc.exp_name"] == "exp-quiet-owl" and run.info.run_name == "t-exp-quiet-owl"
+
+
+def test_run_tags_are_mlflows_own(repo_root, monkeypatch):
+    from visionzero.tracking.provenance import run_tags
+
+    tags = run_tags(repo_root, {"x": "y"})
+    assert {"mlflow.user", "mlflow.source.name", "mlflow.source.type"} <= set(tags) and tags["x"] == "y"
+    commit = git_commit(repo_root).get("git.commit")
+    assert tags.get("mlflow.source.git.commit") == commit and "git.commit" not in tags
+
+
+def test_a_torn_outbox_line_loses_no_later_entry(store, tmp_path):
+    from mlflow import MlflowClient
+
+    settings, uri = store
+    tracker = RunTracker(settings.tracking, tmp_path / "run")
+    run_id = tracker.start("t", settings, {})
+    with (tmp_path / "run/mlflow_outbox.jsonl").open("a") as fh:
+        fh.write('{"kind": "metrics", "st')  # a crash in the middle of an append
+    tracker.log_metrics({"eval/win_rate": 0.5}, 3)
+    assert [(m.step, m.value) for m in MlflowClient(uri).get_metric_history(run_id, "eval/win_rate")] == [(3, 0.5)]

@@ -1,8 +1,13 @@
-"""Where a run came from: git commit and the DVC hashes of its data and base model."""
+"""Where a run came from: MLflow's own source/git/user tags, the DVC hashes of its data and
+base model, and the pair manifests it trained on as MLflow datasets."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -40,3 +45,41 @@ def dvc_hashes(root: str | Path = ".", stages: tuple[str, ...] = ("base_model", 
             if digest:
                 tags[f"dvc.{name}.{out['path']}"] = str(digest)
     return tags
+
+
+def run_tags(root: str | Path = ".", extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The tags of a new training run: MLflow's own context (mlflow.user, mlflow.source.name
+    and .type, mlflow.source.git.commit, ... as `mlflow.start_run` would set them), whether
+    the checkout is dirty (MLflow does not say), the DVC hashes and `extra`."""
+    from mlflow.tracking.context.registry import resolve_tags
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
+
+    git = git_commit(root)
+    tags = resolve_tags({**({"git.dirty": git["git.dirty"]} if git else {}), **dvc_hashes(root), **(extra or {})})
+    if git and MLFLOW_GIT_COMMIT not in tags:  # MLflow looks from the entry script, which may sit outside the checkout
+        tags[MLFLOW_GIT_COMMIT] = git["git.commit"]
+    return tags
+
+
+def pair_datasets(pairs_dirs: Sequence[str | Path]) -> list[dict[str, str]]:
+    """One MLflow dataset per pairs folder with a manifest: name = folder, digest = the
+    manifest's sha256 (the same pairs give the same bytes), profile = pair counts; plain
+    dicts (the tracker keeps them on disk until the server takes them)."""
+    from visionzero.pairs.manifest import MANIFEST_NAME, read_manifest
+
+    datasets = []
+    for folder in map(Path, pairs_dirs):
+        manifest = folder / MANIFEST_NAME
+        if not manifest.is_file():
+            continue
+        records = read_manifest(folder)
+        counts = Counter(r.split for r in records)
+        datasets.append({
+            "name": f"pairs-{folder.name}",
+            "digest": hashlib.sha256(manifest.read_bytes()).hexdigest()[:32],
+            "source_type": "local",
+            "source": json.dumps({"uri": str(manifest.resolve())}),
+            "profile": json.dumps({"pairs": len(records), **{f"{k}_pairs": v for k, v in sorted(counts.items())},
+                                   "domains": sorted({r.domain for r in records})}),
+        })  # fmt: skip
+    return datasets

@@ -33,7 +33,9 @@ from visionzero.rl.controller import PhaseController, PhaseState
 from visionzero.rollout.engine import GameEngine, derive_seed, setup_games
 from visionzero.rollout.hf_backend import HFPolicy
 from visionzero.rollout.types import Completion, Policy, Sampling
-from visionzero.settings import Settings, flatten, settings_dict
+from visionzero.settings import Settings
+from visionzero.settings.resume import RESUMABLE_CHANGES, settings_changes  # noqa: F401 - the loop's rule, kept importable here
+from visionzero.settings.secrets import redacted_dict
 from visionzero.train.checkpoint import (
     latest_checkpoint,
     latest_is,
@@ -75,25 +77,8 @@ def pair_pool(dataset_dirs: Sequence[str | Path], split: str = "train") -> list[
     return pool
 
 
-# Settings that may change between a checkpoint and its resume without changing what the
-# run computes (how long, how often to save, where to log, how to evaluate).
-RESUMABLE_CHANGES = (
-    "train.iterations", "train.checkpoint_every", "train.keep_checkpoints", "tracking.", "registry.",
-    "eval.", "rollout.micro_batch_size", "runtime.threads", "runtime.workdir", "model.cache_dir",
-)  # fmt: skip
-
-
 class ResumeMismatch(ValueError):
     """The run folder holds checkpoints of a run with different settings."""
-
-
-def settings_changes(saved: dict, current: dict) -> list[str]:
-    """Flattened keys whose values differ, ignoring the ones a resume may change."""
-    a, b = flatten(saved), flatten(current)
-    return sorted(
-        k for k in set(a) | set(b)
-        if a.get(k) != b.get(k) and not any(k == p or (p.endswith(".") and k.startswith(p)) for p in RESUMABLE_CHANGES)
-    )  # fmt: skip
 
 
 class AdaptersOff:
@@ -132,7 +117,7 @@ class IterativeSPO:
         resume_from = latest_checkpoint(self.ckpt_root)
         if resume_from is not None:
             saved = json.loads((resume_from / "state.json").read_text())["settings"]
-            changed = settings_changes(saved, settings_dict(settings))
+            changed = settings_changes(saved, redacted_dict(settings))  # state.json holds them redacted
             if changed and not restart_on_change:
                 more = f" (+{len(changed) - 3} more)" if len(changed) > 3 else ""
                 raise ResumeMismatch(
@@ -184,7 +169,7 @@ class IterativeSPO:
             "rae": self.rae.to_dict(),
             "controller": self.controller.state.to_dict(),
             "base_model": self.base_spec,
-            "settings": settings_dict(self.settings),
+            "settings": redacted_dict(self.settings),  # no password of a tracking URI on disk
         }
 
     def _restore(self, path: Path) -> None:
