@@ -44,6 +44,15 @@ def test_redaction_rules():
     assert redacted_dict(Demo(token="abc")) == {"token": "***", "uri": "http://vz:***@h"}
 
 
+@pytest.mark.parametrize("fmt", ["yaml", "json", "flat"])
+def test_params_show_masks_credentials(fmt, capsys):
+    from visionzero.cli.main import main
+
+    assert main(["params", "show", "--format", fmt, "--set", f"tracking.uri=http://vz:{SECRET}@h:5000"]) == 0
+    out = capsys.readouterr().out
+    assert SECRET not in out and "http://vz:***@h:5000" in out
+
+
 @pytest.mark.pipeline
 @pytest.mark.slow
 def test_a_credentialed_uri_tracks_and_leaks_nowhere(mlflow_server, model_cache, tmp_path, clean_env, caplog):

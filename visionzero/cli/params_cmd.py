@@ -6,7 +6,7 @@ import argparse
 import json
 
 from visionzero.cli.common import add_settings_args, settings_from_args
-from visionzero.settings import flatten, settings_dict
+from visionzero.settings import flatten
 from visionzero.settings.render import render_yaml
 
 
@@ -26,14 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from visionzero.settings.secrets import redact_text, redacted_dict
+
     settings = settings_from_args(args)
-    if args.format == "json":
-        print(json.dumps(settings_dict(settings), indent=2))
+    if args.format == "json":  # (terminal output ends up in CI logs: credentials masked)
+        print(json.dumps(redacted_dict(settings), indent=2))
     elif args.format == "flat":
-        for key, value in flatten(settings_dict(settings)).items():
+        for key, value in flatten(redacted_dict(settings)).items():
             print(f"{key}={json.dumps(value)}")
     else:
-        print(render_yaml(settings, comments=not args.no_comments))
+        print(redact_text(render_yaml(settings, comments=not args.no_comments)))
     return 0
 
 
