@@ -7,6 +7,8 @@ from pathlib import Path
 
 from prefect import task
 
+from tasks.artifacts import mlflow_run_link
+from tasks.retry import transient_only
 from tasks.session import settings_of
 from visionzero.tracking.mlflow_run import RunTracker
 from visionzero.tracking.provenance import dvc_hashes, git_commit
@@ -22,20 +24,24 @@ def tracker(params: str, overrides: Sequence[str], run_dir: str) -> RunTracker:
     return _TRACKERS[key]
 
 
-@task(name="start-mlflow-run", retries=2, retry_delay_seconds=[2, 10])
+@task(name="start-mlflow-run", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)
 def start_run(params: str, overrides: Sequence[str], run_dir: str, run_name: str) -> str | None:
     """Create (or resume) the training run; params = flattened settings, tags = provenance."""
     settings = settings_of(params, overrides)
     tags = {**git_commit(), **dvc_hashes(), "run_dir": str(Path(run_dir).resolve()), "model.spec": settings.model.spec}
-    return tracker(params, overrides, run_dir).start(run_name, settings, tags)
+    run = tracker(params, overrides, run_dir)
+    run_id = run.start(run_name, settings, tags)
+    mlflow_run_link(settings.tracking.uri, run.experiment_id, run_id)
+    return run_id
 
 
-@task(name="log-metrics", retries=2, retry_delay_seconds=[1, 5])
+@task(name="log-metrics", task_run_name="log-metrics-it{step}", retries=2, retry_delay_seconds=[1, 5],
+      retry_condition_fn=transient_only)  # fmt: skip
 def log_metrics(params: str, overrides: Sequence[str], run_dir: str, metrics: dict, step: int) -> None:
     tracker(params, overrides, run_dir).log_metrics(metrics, step)
 
 
-@task(name="log-artifacts", retries=2, retry_delay_seconds=[1, 5])
+@task(name="log-artifacts", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=transient_only)
 def log_artifacts(params: str, overrides: Sequence[str], run_dir: str, paths: list[str], artifact_path: str | None = None) -> None:
     tracker(params, overrides, run_dir).log_artifacts(paths, artifact_path)
 
