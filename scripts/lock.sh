@@ -15,4 +15,8 @@ source scripts/find_links.sh
 UV_LINK_MODE=copy "$venv/bin/uv" pip compile pyproject.toml --extra pipeline --extra dev \
   -c requirements/constraints.txt "${find_links[@]}" --python "$venv/bin/python" \
   --no-emit-package torch --custom-compile-command "make lock" -q -o requirements/lock.txt
+# setup.sh installs the lock only on the Python it was resolved for (numpy and scipy releases
+# drop old Pythons): the version is recorded in the file.
+python_version=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+sed -i "2a # python: $python_version" requirements/lock.txt
 echo "lock: requirements/lock.txt ($(grep -c '==' requirements/lock.txt) packages)"

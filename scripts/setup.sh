@@ -34,8 +34,18 @@ quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >
 quiet "$venv/bin/python" -m pip install -q "$(grep -E '^uv==' "$lock")"
 source scripts/find_links.sh
 # The lock as constraints: every package at its locked version, whichever extras are chosen.
+# It was resolved for one Python version (recorded in it); on another, install unlocked.
+pinned=(-c "$lock")
+mode="$(grep -c '==' "$lock") locked packages"
+have=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+locked_for=$(sed -n 's/^# python: //p' "$lock")
+if [[ "$have" != "$locked_for" ]]; then
+  echo "setup: $lock is for Python $locked_for, this is $have: installing unlocked versions (make lock re-resolves it)" >&2
+  pinned=()
+  mode="unlocked"
+fi
 # UV_LINK_MODE=copy: the cache and the venv may sit on different filesystems (no hardlinks).
 UV_LINK_MODE=copy "$venv/bin/uv" pip install -q --python "$venv/bin/python" "${find_links[@]}" \
-  -c requirements/constraints.txt -c "$lock" -e ".[$extras]"
+  -c requirements/constraints.txt "${pinned[@]}" -e ".[$extras]"
 echo "$want" > "$stamp"
-echo "setup: $venv ready ($extras, $(grep -c '==' "$lock") locked packages)"
+echo "setup: $venv ready ($extras, $mode)"
