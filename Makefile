@@ -1,9 +1,14 @@
 # vision-zero: the two commands of the README, plus helpers. Every target sets up first
 # (idempotent: a second run installs nothing).
-.PHONY: setup run test bench lint vllm-env clean
+.PHONY: setup lock run test bench lint vllm-env clean
 
 setup:
 	@bash scripts/setup.sh
+
+# Re-resolve requirements/lock.txt (after changing pyproject.toml or the constraints); the
+# next `make setup` installs it.
+lock: setup
+	@bash scripts/lock.sh
 
 run: setup
 	@bash scripts/run.sh
@@ -15,7 +20,7 @@ bench: setup
 	@bash -c 'source scripts/env.sh && for b in bench/bench_*.py; do .venv/bin/python $$b; done'
 
 lint: setup
-	@.venv/bin/ruff check visionzero flows tasks tests bench
+	@.venv/bin/ruff check visionzero flows tasks tests bench scripts
 
 # GPU machines: a separate environment for the vLLM generation worker (vLLM pins its own
 # torch, fastapi and transformers, which clash with Prefect's). Then set

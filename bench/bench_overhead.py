@@ -54,11 +54,12 @@ def main() -> None:
         run, pairs = str(work / "pipeline"), pairs_dirs(settings)
         start_run(params, overrides, run, "overhead")
         times, stage = [], settings.train.phase.start
-        for _ in range(total):
+        for it in range(1, total + 1):
             t0 = time.perf_counter()
-            games = self_play_rollout(params, overrides, run, pairs)
-            scores = verify_role_rewards(params, overrides, run, pairs, games)
-            metrics = (grpo_update if stage == "clue" else rlvr_update)(params, overrides, run, pairs, games, scores)
+            games = self_play_rollout(params, overrides, run, pairs, iteration=it, stage=stage)
+            scores = verify_role_rewards(params, overrides, run, pairs, games, iteration=it, stage=stage)
+            update = grpo_update if stage == "clue" else rlvr_update
+            metrics = update(params, overrides, run, pairs, games, scores, iteration=it, stage=stage)
             log_metrics(params, overrides, run, metrics, metrics["iteration"])
             stage = metrics["next_stage"]
             times.append(time.perf_counter() - t0)

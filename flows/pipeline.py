@@ -1,12 +1,14 @@
 """The full Vision-Zero pipeline as one Prefect flow (the README's main job).
 
-    generate-pairs (per domain, cached)
+    generate-pairs (per domain, cached) -> base-stage (the starting model, cached)
       -> training: per iteration self-play-rollout -> verify-role-rewards
                    -> grpo-update | rlvr-update -> log-metrics (+ evaluate, game-viewer)
       -> evaluate (newest checkpoint vs the frozen base)
       -> register-model (alias challenger) -> promote-model (gate on registry.metric)
 
-Run: `python -m flows.pipeline [--params params.yaml] [--set key=value ...]`.
+Run: `python -m flows.pipeline [--params params.yaml] [--set key=value ...]`. Deployed
+(flows/serve.py, prefect.yaml), its parameters are a form: the settings file, the main knobs
+(iterations, domains, seed; empty = params.yaml) and free-form overrides.
 """
 
 from __future__ import annotations
@@ -16,21 +18,39 @@ from pathlib import Path
 from prefect import flow
 
 from flows.evaluate import evaluate_flow
+from flows.options import Domain, with_knobs
 from flows.pairs import pairs_flow
 from flows.promote import promote_flow
 from flows.train import train_flow
+from tasks import layout
+from tasks.artifacts import promotion_decision
+from tasks.base import prepare_base_model
 from tasks.session import settings_of
 from visionzero.settings.secrets import redact_text
 
 
 @flow(name="vision-zero-pipeline")
-def pipeline_flow(params: str = "params.yaml", overrides: list[str] | None = None) -> dict:
-    overrides = list(overrides or [])
+def pipeline_flow(
+    params: str = "params.yaml", overrides: list[str] | None = None, iterations: int | None = None,
+    domains: list[Domain] | None = None, seed: int | None = None,
+) -> dict:
+    """pairs -> Iterative-SPO training -> evaluation -> registry promotion.
+
+    Args:
+        params: Settings file (params.yaml), the source of truth the fields below override.
+        overrides: Any other setting as section.key=value, e.g. train.lr=3e-5 (as --set).
+        iterations: train.iterations, Iterative-SPO iterations (empty: the settings file's).
+        domains: pairs.domains, the image-pair domains to train on (empty: the settings file's).
+        seed: runtime.seed, the master seed of pairs, seats and sampling (empty: the settings file's).
+    """
+    overrides = with_knobs(overrides, iterations, domains, seed)  # the sub-flows get them as overrides
+    s = settings_of(params, overrides)
     pairs = pairs_flow(params, overrides)
+    prepare_base_model(params, overrides, layout.base_metrics(s))  # DVC's base_model stage
     trained = train_flow(params, overrides)
     results = evaluate_flow(params, overrides)
     decision = promote_flow(params, overrides)
-    s = settings_of(params, overrides)
+    promotion_decision(decision)
     pages = sorted(Path(trained["run_dir"]).glob("iterations/*/games.html"))
     return {
         "pairs": pairs,

@@ -8,16 +8,18 @@
         log-metrics                                (MLflow, step t)
         evaluate            every eval.every iterations (the evaluate flow does the last)
         game-viewer         every tracking.viewer_every iterations
-Before the first iteration, base-stage makes the starting model (the tiny model's base stage,
-cached) and its held-out skills are logged at step 0. Resumes from the run folder's newest
-checkpoint (an interrupted `dvc repro` continues).
+Task runs are named by iteration and stage (`self-play-rollout-it3-decision`) and tagged
+`stage:<stage>` and `domain:<domain>`. Before the first iteration, base-stage makes the
+starting model (the tiny model's base stage, cached) and its held-out skills are logged at
+step 0. Resumes from the run folder's newest checkpoint (an interrupted `dvc repro` continues).
 """
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, tags
 from prefect.logging import get_run_logger
 
+from flows.options import Domain, with_knobs
 from tasks import layout
 from tasks.base import prepare_base_model
 from tasks.evaluate import evaluate_checkpoint
@@ -33,12 +35,29 @@ from tasks.tracking import end_run, log_artifacts, log_metrics, start_run
 
 
 @flow(name="vision-zero-train")
-def train_flow(params: str = "params.yaml", overrides: list[str] | None = None) -> dict:
-    overrides = list(overrides or [])
+def train_flow(
+    params: str = "params.yaml", overrides: list[str] | None = None, iterations: int | None = None,
+    domains: list[Domain] | None = None, seed: int | None = None,
+) -> dict:
+    """Iterative-SPO training of the run folder (resumed if it has a checkpoint).
+
+    Args:
+        params: Settings file (params.yaml), the source of truth the fields below override.
+        overrides: Any other setting as section.key=value, e.g. train.lr=3e-5 (as --set).
+        iterations: train.iterations, Iterative-SPO iterations (empty: the settings file's).
+        domains: pairs.domains, the image-pair domains to train on (empty: the settings file's).
+        seed: runtime.seed, the master seed of pairs, seats and sampling (empty: the settings file's).
+    """
+    overrides = with_knobs(overrides, iterations, domains, seed)
     s = settings_of(params, overrides)
+    with tags(*layout.domain_tags(s)):
+        return _train(params, overrides, s)
+
+
+def _train(params: str, overrides: list[str], s) -> dict:
     run_dir, pairs = layout.train_dir(s), layout.pairs_dirs(s)
     logger = get_run_logger()
-    start = prepare_base_model(params, overrides, layout.base_metrics(s))
+    start = prepare_base_model(params, overrides)  # its skills file is the base stage's (pipeline, DVC)
     run_id = start_run(params, overrides, run_dir, run_name=f"iterative-spo-{s.model.spec.replace('/', '_')}")
     done, total, stage = run_state(params, overrides, run_dir, pairs)
     if done:
@@ -48,20 +67,21 @@ def train_flow(params: str = "params.yaml", overrides: list[str] | None = None) 
 
         log_metrics(params, overrides, run_dir, skills_metrics(start), 0)
     while done < total:
-        games = self_play_rollout(params, overrides, run_dir, pairs)
-        scores = verify_role_rewards(params, overrides, run_dir, pairs, games)
-        played = stage
-        update = grpo_update if played == "clue" else rlvr_update
-        metrics = update(params, overrides, run_dir, pairs, games, scores)
-        done, stage = metrics["iteration"], metrics["next_stage"]
-        log_metrics(params, overrides, run_dir, metrics, done)
-        if done % s.eval.every == 0 and done < total:  # the final one is the evaluate flow's
-            checkpoint = current_checkpoint(params, overrides, run_dir, pairs)  # this exact policy
-            results = evaluate_checkpoint(params, overrides, str(checkpoint / "model"), f"{run_dir}/eval", done, run_dir)
-            log_metrics(params, overrides, run_dir, {f"eval/{k}": v for k, v in results.items()}, done)
-        if done % s.tracking.viewer_every == 0 or done == total:
-            page = game_viewer(games, title=f"iteration {done} ({played} stage)")
-            log_artifacts(params, overrides, run_dir, [page], f"games/iter-{done:06d}")
+        played, it = stage, done + 1
+        with tags(f"stage:{played}"):  # task run names carry the iteration and the stage
+            games = self_play_rollout(params, overrides, run_dir, pairs, iteration=it, stage=played)
+            scores = verify_role_rewards(params, overrides, run_dir, pairs, games, iteration=it, stage=played)
+            update = grpo_update if played == "clue" else rlvr_update
+            metrics = update(params, overrides, run_dir, pairs, games, scores, iteration=it, stage=played)
+            done, stage = metrics["iteration"], metrics["next_stage"]
+            log_metrics(params, overrides, run_dir, metrics, done)
+            if done % s.eval.every == 0 and done < total:  # the final one is the evaluate flow's
+                checkpoint = current_checkpoint(params, overrides, run_dir, pairs)  # this exact policy
+                results = evaluate_checkpoint(params, overrides, str(checkpoint / "model"), f"{run_dir}/eval", done, run_dir)
+                log_metrics(params, overrides, run_dir, {f"eval/{k}": v for k, v in results.items()}, done)
+            if done % s.tracking.viewer_every == 0 or done == total:
+                page = game_viewer(games, title=f"iteration {done} ({played} stage)", iteration=done)
+                log_artifacts(params, overrides, run_dir, [page], f"games/iter-{done:06d}")
     reports = training_report(run_dir)
     log_artifacts(params, overrides, run_dir, reports + [f"{p}/contact_sheet.png" for p in pairs], "reports")
     run_id = end_run(params, overrides, run_dir) or run_id  # created later if the server was down at the start

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from prefect import task
 from prefect.logging import get_run_logger
 
+from tasks.retry import transient_only
 from tasks.session import settings_of
 
 
-@task(name="base-stage", retries=1, retry_delay_seconds=[5])
+@task(name="base-stage", retries=1, retry_delay_seconds=[5], retry_condition_fn=transient_only)
 def prepare_base_model(params: str, overrides: Sequence[str], metrics_path: str | None = None) -> str:
     """The model Iterative-SPO starts from. With base.enabled on the tiny model: the base
     stage's output (a cached folder, the shipped copy, or about 35 minutes of training on 2 CPU threads);

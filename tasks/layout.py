@@ -15,6 +15,11 @@ def pairs_dirs(s: Settings) -> list[str]:
     return [pairs_dir(s, d) for d in s.pairs.domains]
 
 
+def domain_tags(s: Settings) -> list[str]:
+    """Prefect tags of the runs that use every configured domain (training, evaluation)."""
+    return [f"domain:{d}" for d in s.pairs.domains]
+
+
 def train_dir(s: Settings) -> str:
     return str(Path(s.runtime.workdir) / "train")
 

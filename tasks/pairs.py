@@ -11,6 +11,7 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 import visionzero.pairs as pairs_pkg
+from tasks.retry import transient_only
 from tasks.session import settings_of
 
 
@@ -41,7 +42,8 @@ def manifest_ready(out_dir: str | Path) -> bool:
     return (Path(out_dir) / "manifest.jsonl").exists()
 
 
-@task(name="generate-pairs", cache_key_fn=pairs_cache_key, persist_result=True, retries=2, retry_delay_seconds=[2, 10])
+@task(name="generate-pairs", task_run_name="generate-pairs-{domain}", cache_key_fn=pairs_cache_key, persist_result=True,
+      retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)  # fmt: skip
 def generate_pairs(params: str, overrides: Sequence[str], domain: str, out_dir: str) -> str:
     """Generate n_train + n_eval pairs of `domain` into `out_dir`; returns the folder."""
     from visionzero.pairs import generate_pairs as generate

@@ -12,8 +12,8 @@ from visionzero.game.viewer import write_viewer
 from visionzero.train.report import plot_curves, write_curves, write_rows_csv, write_summary
 
 
-@task(name="game-viewer")
-def game_viewer(games: str, title: str) -> str:
+@task(name="game-viewer", task_run_name="game-viewer-it{iteration}")
+def game_viewer(games: str, title: str, iteration: int) -> str:
     """One self-contained HTML page of the games in a records file."""
     path = Path(games).with_name("games.html")
     return str(write_viewer(path, read_records(games), title=title))

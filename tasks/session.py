@@ -16,12 +16,16 @@ import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from visionzero.rl.controller import PhaseState
 from visionzero.settings import Settings, load_settings, settings_hash
-from visionzero.train.checkpoint import latest_checkpoint
-from visionzero.train.loop import IterativeSPO, pair_pool
 
+if TYPE_CHECKING:
+    from visionzero.train.loop import IterativeSPO
+
+# The training stack (torch, transformers, the loop) is imported where a policy is needed:
+# `settings_of` is all the registry tasks use, and importing this module must not make them
+# (or the DVC `register` stage, whose code deps follow its imports) depend on training code.
 _SESSIONS: dict[tuple[str, str], IterativeSPO] = {}
 
 
@@ -34,6 +38,8 @@ def settings_of(params: str, overrides: Sequence[str]) -> Settings:
 
 
 def session(params: str, overrides: Sequence[str], run_dir: str, pairs_dirs: Sequence[str]) -> IterativeSPO:
+    from visionzero.train.loop import IterativeSPO, pair_pool
+
     settings = settings_of(params, overrides)
     key = (str(Path(run_dir).resolve()), settings_hash(settings))
     if key not in _SESSIONS:
@@ -86,6 +92,9 @@ def run_step(name: str, params: str, overrides: Sequence[str], run_dir: str, pai
 
 def run_state(params: str, overrides: Sequence[str], run_dir: str, pairs_dirs: Sequence[str]) -> tuple[int, int, str]:
     """(iterations done, iterations planned, next stage) without loading a model when steps run elsewhere."""
+    from visionzero.rl.controller import PhaseState
+    from visionzero.train.checkpoint import latest_checkpoint
+
     settings = settings_of(params, overrides)
     if not settings.runtime.python:
         spo = session(params, overrides, run_dir, pairs_dirs)
@@ -99,6 +108,8 @@ def run_state(params: str, overrides: Sequence[str], run_dir: str, pairs_dirs: S
 
 def current_checkpoint(params: str, overrides: Sequence[str], run_dir: str, pairs_dirs: Sequence[str]) -> Path:
     """The checkpoint of the current policy (written now if the newest one is older)."""
+    from visionzero.train.checkpoint import latest_checkpoint
+
     if settings_of(params, overrides).runtime.python:
         return latest_checkpoint(Path(run_dir) / "checkpoints")  # every step-run update checkpoints
     return session(params, overrides, run_dir, pairs_dirs).checkpoint_now()

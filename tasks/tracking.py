@@ -8,7 +8,10 @@ from pathlib import Path
 from prefect import task
 
 from tasks import layout
+from tasks.artifacts import mlflow_run_link
+from tasks.retry import transient_only
 from tasks.session import settings_of
+from visionzero.envinfo import env_tags
 from visionzero.tracking.mlflow_run import RunTracker
 from visionzero.tracking.provenance import pair_datasets
 
@@ -34,22 +37,25 @@ def deployment_launch() -> str | None:
         return None
 
 
-@task(name="start-mlflow-run", retries=2, retry_delay_seconds=[2, 10])
+@task(name="start-mlflow-run", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)
 def start_run(params: str, overrides: Sequence[str], run_dir: str, run_name: str) -> str | None:
     """Create (or continue) the training run; params = flattened settings, tags = provenance."""
     settings = settings_of(params, overrides)
-    tags = {"run_dir": str(Path(run_dir).resolve()), "model.spec": settings.model.spec}
-    return tracker(params, overrides, run_dir).start(
-        run_name, settings, tags, datasets=pair_datasets(layout.pairs_dirs(settings)), launch=deployment_launch()
-    )
+    # the environment: the lock file's hash and whether this venv drifted from it
+    tags = {**env_tags(), "run_dir": str(Path(run_dir).resolve()), "model.spec": settings.model.spec}
+    run = tracker(params, overrides, run_dir)
+    run_id = run.start(run_name, settings, tags, datasets=pair_datasets(layout.pairs_dirs(settings)), launch=deployment_launch())
+    mlflow_run_link(settings.tracking.uri, run.experiment_id, run_id)
+    return run_id
 
 
-@task(name="log-metrics", retries=2, retry_delay_seconds=[1, 5])
+@task(name="log-metrics", task_run_name="log-metrics-it{step}", retries=2, retry_delay_seconds=[1, 5],
+      retry_condition_fn=transient_only)  # fmt: skip
 def log_metrics(params: str, overrides: Sequence[str], run_dir: str, metrics: dict, step: int) -> None:
     tracker(params, overrides, run_dir).log_metrics(metrics, step)
 
 
-@task(name="log-artifacts", retries=2, retry_delay_seconds=[1, 5])
+@task(name="log-artifacts", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=transient_only)
 def log_artifacts(params: str, overrides: Sequence[str], run_dir: str, paths: list[str], artifact_path: str | None = None) -> None:
     tracker(params, overrides, run_dir).log_artifacts(paths, artifact_path)
 

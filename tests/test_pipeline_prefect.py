@@ -1,8 +1,11 @@
-"""The Prefect pipeline under prefect_test_harness: two tiny iterations, the named tasks, caching."""
+"""The Prefect pipeline under prefect_test_harness: two tiny iterations, the named tasks, caching,
+task run names and tags, artifacts, typed parameters, retries only on transient errors."""
 
 from __future__ import annotations
 
 import json
+import re
+import typing
 
 import pytest
 
@@ -30,14 +33,28 @@ def harness():
         yield
 
 
-def _task_names(flow_run_ids=None) -> list[str]:
+def _task_runs(flow_run_ids=None) -> list:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     flt = FlowRunFilter(id=FlowRunFilterId(any_=flow_run_ids)) if flow_run_ids else None
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=flt, limit=200)
-    return [(r.name.rsplit("-", 1)[0], r.state.name if r.state else "") for r in runs]
+        return client.read_task_runs(flow_run_filter=flt, limit=200)
+
+
+def _artifacts(key: str, flow_run_id=None) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    flt = ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+    if flow_run_id:
+        flt.flow_run_id = ArtifactFilterFlowRunId(any_=[flow_run_id])
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=flt)
 
 
 def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_cache, repo_root, monkeypatch):
@@ -47,14 +64,25 @@ def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_ca
     from flows.pipeline import pipeline_flow
 
     monkeypatch.chdir(repo_root)  # flows and tasks are imported from the project root
-    overrides = tiny_overrides(tmp_path, model_cache)
-    out = pipeline_flow("params.yaml", overrides)
+    # train.iterations comes from the typed parameter (the UI form's field), not an override
+    overrides = [o for o in tiny_overrides(tmp_path, model_cache) if not o.startswith("train.iterations=")]
+    out = pipeline_flow("params.yaml", overrides, iterations=2)
 
-    names = [n for n, _ in _task_names()]
-    for expected in ("generate-pairs", "self-play-rollout", "verify-role-rewards", "rlvr-update",
-                     "grpo-update", "evaluate", "game-viewer", "log-metrics", "register-model", "promote-model"):  # fmt: skip
-        assert expected in names, expected
-    assert names.count("self-play-rollout") == 2 and names.count("verify-role-rewards") == 2
+    runs = _task_runs()
+    names = [r.name for r in runs]
+    # every iteration's tasks are named by iteration and stage (alternate, period 1: decision, clue)
+    for expected in ("generate-pairs-clevr", "self-play-rollout-it1-decision", "verify-role-rewards-it1-decision",
+                     "rlvr-update-it1-decision", "self-play-rollout-it2-clue", "verify-role-rewards-it2-clue",
+                     "grpo-update-it2-clue", "log-metrics-it1", "log-metrics-it2", "evaluate-it1", "evaluate-it2",
+                     "game-viewer-it2"):  # fmt: skip
+        assert expected in names, (expected, sorted(names))
+    prefixes = ("register-model", "promote-model", "base-stage", "start-mlflow-run", "training-report")
+    for prefix in prefixes:
+        assert any(n.startswith(prefix) for n in names), prefix
+    by_name = {r.name: r for r in runs}
+    assert {"stage:decision", "domain:clevr"} <= set(by_name["self-play-rollout-it1-decision"].tags)
+    assert {"stage:clue", "domain:clevr"} <= set(by_name["grpo-update-it2-clue"].tags)
+    assert "domain:clevr" in by_name["generate-pairs-clevr"].tags and "domain:clevr" in by_name["evaluate-it2"].tags
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     assert str(client.get_model_version_by_alias("vision-zero", "challenger").version) == out["version"]
@@ -67,11 +95,25 @@ def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_ca
     decision = json.loads((tmp_path / "runs/register/decision.json").read_text())
     assert decision["promoted"] and decision["metric"] == "win_rate"
     assert out["game_viewer"] and (tmp_path / "runs/train/curves.csv").exists()
+    # the final evaluation's curve holds the training's evaluation (iteration 1), then its own
+    curve = (tmp_path / "runs/eval/curve.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in curve[1:]] == ["1", "2"] and "win_rate" in curve[0].split(",")
+
+    # artifacts: a table per evaluation (in training and the final one), the MLflow run, the decision
+    tables = _artifacts("vision-zero-evaluation")
+    assert len(tables) == 2 and {a.type for a in tables} == {"table"}
+    final = json.loads(tables[0].data) if isinstance(tables[0].data, str) else tables[0].data
+    rows = {row["metric"]: row["value"] for row in final}
+    assert rows["win_rate"] == pytest.approx(json.loads((tmp_path / "runs/eval/results.json").read_text())["win_rate"])
+    link = _artifacts("vision-zero-mlflow-run")  # sqlite store: how to browse it
+    assert len(link) == 1 and out["mlflow_run_id"] in link[0].data and "mlflow ui --backend-store-uri" in link[0].data
+    promotion = _artifacts("vision-zero-promotion")
+    assert len(promotion) == 1 and "promoted to champion" in promotion[0].data and decision["reason"] in promotion[0].data
 
     # a re-run with the same params and code is a cache hit: the pairs are not generated again
     state = pairs_flow("params.yaml", overrides, return_state=True)
-    states = dict(_task_names([state.state_details.flow_run_id]))
-    assert states["generate-pairs"] == "Cached"
+    states = {r.name: r.state.name for r in _task_runs([state.state_details.flow_run_id])}
+    assert states["generate-pairs-clevr"] == "Cached"
 
 
 def test_heavy_steps_in_another_interpreter(harness, tmp_path, model_cache, repo_root, monkeypatch):
@@ -88,9 +130,145 @@ def test_heavy_steps_in_another_interpreter(harness, tmp_path, model_cache, repo
     overrides = [*tiny_overrides(tmp_path, model_cache), "train.iterations=1", f"runtime.python={sys.executable}"]
     pairs_flow("params.yaml", overrides)
     state = train_flow("params.yaml", overrides, return_state=True)
-    names = [n for n, s in _task_names([state.state_details.flow_run_id]) if s == "Completed"]
-    assert {"self-play-rollout", "verify-role-rewards", "rlvr-update"} <= set(names)
+    names = [r.name for r in _task_runs([state.state_details.flow_run_id]) if r.state and r.state.name == "Completed"]
+    assert {"self-play-rollout-it1-decision", "verify-role-rewards-it1-decision", "rlvr-update-it1-decision"} <= set(names)
     out = state.result()
     assert out["checkpoint"].endswith("iter-000001/model")
     metrics = [json.loads(line) for line in (tmp_path / "runs/train/metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in metrics] == [1]
+
+
+def test_mlflow_run_link_artifact_points_at_the_server(harness, tmp_path, mlflow_server, repo_root, monkeypatch):
+    """With an http tracking URI the start-mlflow-run task leaves a link to the run's page."""
+    import urllib.request
+
+    from prefect import flow
+
+    from tasks.tracking import end_run, start_run
+
+    monkeypatch.chdir(repo_root)
+    overrides = [f"tracking.uri={mlflow_server}", f"runtime.workdir={tmp_path}/runs"]
+
+    @flow(name="link-artifact")
+    def linked() -> str | None:
+        run_id = start_run("params.yaml", overrides, str(tmp_path / "run"), "link")
+        end_run("params.yaml", overrides, str(tmp_path / "run"))
+        return run_id
+
+    state = linked(return_state=True)
+    run_id = state.result()
+    [link] = _artifacts("vision-zero-mlflow-run", state.state_details.flow_run_id)
+    assert run_id and link.data.startswith(f"[MLflow run {run_id}](")  # Prefect renders a link as markdown
+    url = re.search(r"\]\((http[^)]+)\)", link.data).group(1)
+    assert url.startswith(f"{mlflow_server}/#/experiments/") and url.endswith(f"/runs/{run_id}")
+    with urllib.request.urlopen(url.split("#")[0], timeout=10) as page:  # the MLflow UI answers there
+        assert page.status == 200
+
+
+def test_flow_parameters_are_a_typed_form(repo_root):
+    """The deployment's parameter schema (what the UI renders): typed knobs with descriptions,
+    domains a choice among the schema's own domains."""
+    from prefect.utilities.callables import parameter_schema_from_entrypoint
+
+    from visionzero.settings.schema import PairsSettings
+
+    props = parameter_schema_from_entrypoint(f"{repo_root}/flows/pipeline.py:pipeline_flow").model_dump()["properties"]
+    assert {"params", "overrides", "iterations", "domains", "seed"} <= set(props)
+    assert all(props[k].get("description") for k in ("params", "overrides", "iterations", "domains", "seed"))
+    assert {"type": "integer"} in props["iterations"]["anyOf"] and {"type": "integer"} in props["seed"]["anyOf"]
+    domains = next(a for a in props["domains"]["anyOf"] if a.get("type") == "array")["items"]["enum"]
+    literal = typing.get_args(PairsSettings.model_fields["domains"].annotation)[0]
+    assert sorted(domains) == sorted(typing.get_args(literal))
+
+
+def test_knobs_become_overrides_that_win(repo_root, monkeypatch):
+    from flows.options import with_knobs
+    from visionzero.settings import load_settings
+
+    monkeypatch.chdir(repo_root)
+    overrides = with_knobs(["train.iterations=9", "train.lr=0.001"], iterations=3, domains=["clevr", "chart"], seed=7)
+    s = load_settings("params.yaml", overrides)
+    assert (s.train.iterations, s.pairs.domains, s.runtime.seed, s.train.lr) == (3, ["clevr", "chart"], 7, 0.001)
+    assert with_knobs(None) == [] and with_knobs(["a.b=1"]) == ["a.b=1"]
+
+
+def test_transient_errors_are_told_from_permanent_ones(mlflow_server, monkeypatch):
+    """Real failures of the stacks the tasks talk through: a dead server or a 5xx is transient,
+    a 4xx answer (a run that does not exist) or a bad value is not."""
+    import socket
+
+    import requests
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from tasks.retry import is_transient
+    from visionzero.tracking.mlflow_run import TrackingUnavailable, mlflow_client
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    with pytest.raises(MlflowException) as missing:
+        MlflowClient(mlflow_server).get_run("0" * 32)
+    assert missing.value.get_http_status_code() == 404 and not is_transient(missing.value)
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(MlflowException) as refused:
+        MlflowClient(dead).get_experiment_by_name("x")
+    assert is_transient(refused.value)
+    with pytest.raises(TrackingUnavailable) as unavailable:
+        mlflow_client(dead)
+    assert is_transient(unavailable.value)
+    with pytest.raises(requests.ConnectionError) as conn:
+        requests.get(dead, timeout=5)
+    assert is_transient(conn.value)
+
+    def http_error(status: int) -> requests.HTTPError:
+        response = requests.Response()
+        response.status_code = status
+        return requests.HTTPError(f"{status}", response=response)
+
+    assert is_transient(http_error(503)) and is_transient(http_error(429))
+    assert not is_transient(http_error(400)) and not is_transient(http_error(403))
+    assert not is_transient(ValueError("bad setting")) and not is_transient(FileNotFoundError("x"))
+    try:  # a permanent error raised while handling a transient one is still permanent
+        try:
+            raise ConnectionError("reset")
+        except ConnectionError:
+            raise http_error(404)  # noqa: B904 - the implicit context is the point
+    except requests.HTTPError as exc:
+        assert not is_transient(exc)
+
+
+def test_tasks_retry_only_transient_errors(harness):
+    """The retry condition every retrying task uses, under Prefect's task engine: a
+    ValueError fails at once, a ConnectionError is retried."""
+    from prefect import flow, task
+
+    from tasks.retry import transient_only
+
+    calls: list[str] = []
+
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=transient_only)
+    def fails(kind: str) -> None:
+        calls.append(kind)
+        raise (ValueError if kind == "permanent" else ConnectionError)(kind)
+
+    @flow
+    def both() -> list:
+        return [fails(k, return_state=True) for k in ("permanent", "transient")]
+
+    states = both()
+    assert all(s.is_failed() for s in states)
+    assert calls.count("permanent") == 1 and calls.count("transient") == 3
+
+
+def test_retrying_tasks_use_the_transient_condition():
+    from tasks.base import prepare_base_model
+    from tasks.pairs import generate_pairs
+    from tasks.retry import transient_only
+    from tasks.selfplay import self_play_rollout
+    from tasks.tracking import log_artifacts, log_metrics, start_run
+
+    for t in (prepare_base_model, generate_pairs, self_play_rollout, start_run, log_metrics, log_artifacts):
+        assert t.retries and t.retry_condition_fn is transient_only, t.name

@@ -12,8 +12,10 @@ CURVE_COLUMNS = [
     "iteration", "stage_id", "game/vote_accuracy", "game/na_rate", "game/invalid_rate", "game/spy_identified",
     "game/decision_reward_mean", "game/clue_reward_spy_mean", "game/clue_reward_civ_mean", "game/rae_b_spy",
     "game/rae_b_civ", "game/frac_reward_zero_std", "update/loss", "update/kl", "update/entropy",
-    "update/clip_frac", "update/completion_len", "controller/acc_ema", "controller/na_ema", "time/iteration_s",
+    "update/clip_frac", "update/completion_len", "controller/acc_ema", "controller/na_ema",
 ]  # fmt: skip
+# No timings in curves.csv or summary.json: DVC commits them as plots and metrics, and the
+# same seed must give the same bytes. Iteration times stay in metrics.jsonl and MLflow.
 SUMMARY_KEYS = ["iteration", "game/vote_accuracy", "game/na_rate", "game/spy_identified", "update/kl", "controller/acc_ema"]
 
 
