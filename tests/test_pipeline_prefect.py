@@ -40,14 +40,25 @@ def _task_names(flow_run_ids=None) -> list[str]:
     return [(r.name.rsplit("-", 1)[0], r.state.name if r.state else "") for r in runs]
 
 
-def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_cache, repo_root, monkeypatch):
+def _artifact(key: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1)
+    return found[0] if found else None
+
+
+def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_cache, repo_root, monkeypatch, mlflow_server):
     from mlflow import MlflowClient
 
     from flows.pairs import pairs_flow
     from flows.pipeline import pipeline_flow
+    from flows.promote import promote_flow
 
     monkeypatch.chdir(repo_root)  # flows and tasks are imported from the project root
-    overrides = tiny_overrides(tmp_path, model_cache)
+    # against a real tracking server, as users run it (registering needs its artifact store)
+    overrides = [*tiny_overrides(tmp_path, model_cache), f"tracking.uri={mlflow_server}", "registry.model_name=vz-pipeline"]
     out = pipeline_flow("params.yaml", overrides)
 
     names = [n for n, _ in _task_names()]
@@ -56,8 +67,12 @@ def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_ca
         assert expected in names, expected
     assert names.count("self-play-rollout") == 2 and names.count("verify-role-rewards") == 2
 
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    assert str(client.get_model_version_by_alias("vision-zero", "challenger").version) == out["version"]
+    client = MlflowClient(mlflow_server)
+    assert str(client.get_model_version_by_alias("vz-pipeline", "challenger").version) == out["version"]
+    version = client.get_model_version("vz-pipeline", out["version"])
+    identity = json.loads((tmp_path / "runs/eval/identity.json").read_text())
+    assert version.tags["eval.set"] == identity["eval_set"] and version.tags["eval.opponent"] == identity["opponent"]
+    assert version.run_id == out["mlflow_run_id"] and version.source.startswith("models:/m-")
     run = client.get_run(out["mlflow_run_id"])
     assert run.data.params["train.iterations"] == "2"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "game/vote_accuracy")] == [1, 2]
@@ -67,6 +82,13 @@ def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_ca
     decision = json.loads((tmp_path / "runs/register/decision.json").read_text())
     assert decision["promoted"] and decision["metric"] == "win_rate"
     assert out["game_viewer"] and (tmp_path / "runs/train/curves.csv").exists()
+    artifact = _artifact("promotion-decision")
+    assert artifact is not None and decision["reason"] in artifact.data
+
+    # promoting again without training anything registers no new version
+    again = promote_flow("params.yaml", overrides)
+    assert again["version"] == out["version"] and not again["promoted"] and "already champion" in again["reason"]
+    assert len(client.search_model_versions("name = 'vz-pipeline'")) == 1
 
     # a re-run with the same params and code is a cache hit: the pairs are not generated again
     state = pairs_flow("params.yaml", overrides, return_state=True)

@@ -220,3 +220,55 @@ def test_mlflow_models_serve_answers_invocations(mlflow_server, tmp_path, model_
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.mark.slow
+def test_gate_on_real_evaluations_promotes_rejects_and_refuses_unlike_ones(mlflow_server, tmp_path, model_cache, tiny_dir):
+    """Real models that really differ (the shipped micro base writes the vote format, the random
+    tiny model never does), each evaluated on generated held-out pairs before it is registered."""
+    from mlflow import MlflowClient
+
+    import visionzero
+    from visionzero.eval.identity import eval_identity
+    from visionzero.eval.runner import evaluate
+    from visionzero.pairs.generate import generate_pairs
+    from visionzero.tracking.registry import RegistryError
+
+    name, metric = "vz-gate", "game/vote_format_rate"
+    random_tiny = copy_model(tiny_dir, tmp_path / "opponent")
+    small = ["profile=micro", "eval.games=2", "eval.vqa_per_type=1", "eval.max_new_tokens=12",
+             f"registry.metric={metric}", "registry.margin=0.1"]  # fmt: skip
+    s = _settings(mlflow_server, tmp_path, model_cache, name, *small, f"eval.opponent={random_tiny}")
+    generate_pairs(s.pairs, "clevr", 6, tmp_path / "pairs", n_eval=4, workers=1)
+    client = MlflowClient(mlflow_server)
+    micro_base = Path(visionzero.__file__).parent / "assets/micro-base"
+
+    def evaluate_and_register(folder: Path, settings=s):
+        report = evaluate(settings, [str(tmp_path / "pairs")], model=str(folder))
+        identity = eval_identity(report, settings)
+        reg = register_checkpoint(client, settings, folder, None, report.metrics, identity)
+        return reg, report.metrics[metric], promotion_gate(client, settings.registry, reg.version)
+
+    _, weak, first = evaluate_and_register(copy_model(tiny_dir, tmp_path / "a/model", nudge=0.001))
+    assert first.promoted  # no champion yet
+    strong_model = copy_model(micro_base, tmp_path / "b/model")
+    v2, strong, second = evaluate_and_register(strong_model)
+    assert (weak, strong) == (0.0, 1.0)
+    assert second.promoted and second.champion_version == first.challenger_version
+    _, _, third = evaluate_and_register(copy_model(tiny_dir, tmp_path / "c/model", nudge=0.002))
+    assert not third.promoted and third.comparable and "<=" in third.reason
+    assert str(client.get_model_version_by_alias(name, "champion").version) == v2.version
+
+    # as good as the champion, but evaluated against another opponent: refused, in one line
+    other = _settings(mlflow_server, tmp_path, model_cache, name, *small, f"eval.opponent={micro_base}")
+    _, _, fourth = evaluate_and_register(copy_model(micro_base, tmp_path / "d/model", nudge=1e-6), other)
+    assert not fourth.promoted and not fourth.comparable
+    assert fourth.reason.startswith("not compared") and "opponent" in fourth.reason and "\n" not in fourth.reason
+    assert client.get_model_version(name, fourth.challenger_version).tags["promotion"] == "not-comparable"
+    assert str(client.get_model_version_by_alias(name, "champion").version) == v2.version
+
+    # results of one model are never registered for another
+    report = evaluate(s, [str(tmp_path / "pairs")], model=str(strong_model))
+    with pytest.raises(RegistryError, match="evaluate this checkpoint first"):
+        register_checkpoint(client, s, copy_model(tiny_dir, tmp_path / "e/model", nudge=0.003), None,
+                            report.metrics, eval_identity(report, s))  # fmt: skip
