@@ -19,7 +19,21 @@ from tasks import layout
 from tasks.registry import promote_model, register_model
 from tasks.session import settings_of
 from visionzero.eval.identity import read_identity
+from visionzero.models.digest import file_sha256
 from visionzero.train.checkpoint import latest_checkpoint
+
+
+def _datasets(s, identity: dict[str, str] | None) -> list[dict[str, str]]:
+    """The pair folders the model was trained and evaluated on, named by their manifests' digests."""
+    out = []
+    for domain, folder in zip(s.pairs.domains, layout.pairs_dirs(s)):
+        manifest = Path(folder) / "manifest.jsonl"
+        if manifest.is_file():
+            digest = file_sha256(manifest)[:16]
+            out.append({"name": f"pairs-{domain}", "path": folder, "digest": digest, "context": "training"})
+            if identity:  # the held-out split of the same folders, as the eval set's fingerprint names it
+                out.append({"name": f"eval-{domain}", "path": folder, "digest": identity["eval_set"], "context": "evaluation"})
+    return out
 
 
 @flow(name="vision-zero-promote")
@@ -34,7 +48,7 @@ def promote_flow(params: str = "params.yaml", overrides: list[str] | None = None
     run_id = saved.get("run_id") if saved.get("uri") == s.tracking.uri else None  # a run of this tracking server only
     results = f"{layout.eval_dir(s)}/results.json"
     identity = read_identity(layout.eval_dir(s))
-    version = register_model(params, overrides, str(checkpoint / "model"), run_id, results, identity)
+    version = register_model(params, overrides, str(checkpoint / "model"), run_id, results, identity, _datasets(s, identity))
     decision = promote_model(params, overrides, version, f"{layout.register_dir(s)}/decision.json")
     return {"version": version, **decision}
 

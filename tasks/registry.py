@@ -24,13 +24,13 @@ def _client(params: str, overrides: Sequence[str]):
 @task(name="register-model", retries=2, retry_delay_seconds=[2, 10])
 def register_model(
     params: str, overrides: Sequence[str], checkpoint: str, run_id: str | None, results: str,
-    identity: dict[str, str] | None = None,
+    identity: dict[str, str] | None = None, datasets: list[dict[str, str]] | None = None,
 ) -> str:
     """Log `checkpoint` as an MLflow model with its evaluation metrics and what they were
     measured on; a new version is aliased challenger, an already registered one is reused."""
     s = settings_of(params, overrides)
     metrics = json.loads(Path(results).read_text())
-    reg = register_checkpoint(_client(params, overrides), s, checkpoint, run_id, metrics, identity)
+    reg = register_checkpoint(_client(params, overrides), s, checkpoint, run_id, metrics, identity, datasets=datasets)
     get_run_logger().info("%s %s version %s (weights %s)", "registered" if reg.created else "already registered:",
                           s.registry.model_name, reg.version, reg.digest[:19])  # fmt: skip
     return reg.version

@@ -73,6 +73,8 @@ def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_ca
     identity = json.loads((tmp_path / "runs/eval/identity.json").read_text())
     assert version.tags["eval.set"] == identity["eval_set"] and version.tags["eval.opponent"] == identity["opponent"]
     assert version.run_id == out["mlflow_run_id"] and version.source.startswith("models:/m-")
+    inputs = {(d.dataset.name, d.tags[0].value) for d in client.get_run(out["mlflow_run_id"]).inputs.dataset_inputs}
+    assert {("pairs-clevr", "training"), ("eval-clevr", "evaluation")} <= inputs
     run = client.get_run(out["mlflow_run_id"])
     assert run.data.params["train.iterations"] == "2"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "game/vote_accuracy")] == [1, 2]

@@ -84,7 +84,8 @@ def test_a_version_is_a_logged_mlflow_model_that_loads_in_a_fresh_process(mlflow
     run_id = _training_run(client, s)
     checkpoint = copy_model(tiny_dir, tmp_path / "runs/train/checkpoints/iter-000004/model")
     identity = {"eval_set": "e1", "protocol": "p1", "opponent": "o1"}
-    reg = register_checkpoint(client, s, checkpoint, run_id, {"win_rate": 0.5}, identity)
+    datasets = [{"name": "pairs-clevr", "path": str(tmp_path), "digest": "abc123", "context": "training"}]
+    reg = register_checkpoint(client, s, checkpoint, run_id, {"win_rate": 0.5}, identity, datasets=datasets)
     assert reg.created and reg.model_id
     assert promotion_gate(client, s.registry, reg.version).promoted
 
@@ -94,7 +95,10 @@ def test_a_version_is_a_logged_mlflow_model_that_loads_in_a_fresh_process(mlflow
     assert version.tags["content.sha256"] == reg.digest
     logged = client.get_logged_model(reg.model_id)
     assert logged.source_run_id == run_id and str(logged.status).endswith("READY")
-    assert reg.model_id in [o.model_id for o in client.get_run(run_id).outputs.model_outputs]
+    run = client.get_run(run_id)
+    assert reg.model_id in [o.model_id for o in run.outputs.model_outputs]
+    [used] = run.inputs.dataset_inputs
+    assert (used.dataset.name, used.dataset.digest, used.tags[0].value) == ("pairs-clevr", "abc123", "training")
 
     info = mlflow.models.get_model_info("models:/vision-zero@champion")
     assert "python_function" in info.flavors

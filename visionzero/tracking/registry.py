@@ -95,12 +95,14 @@ def find_version(client, name: str, digest: str):
 def register_checkpoint(
     client, settings: Settings, checkpoint_dir: str | Path, run_id: str | None,
     metrics: dict[str, float], identity: dict[str, str] | None = None, tags: dict[str, str] | None = None,
+    datasets: list[dict[str, str]] | None = None,
 ) -> Registration:
     """Log `checkpoint_dir` (a saved model folder) as an MLflow model of run `run_id` and
     register it as a new version aliased challenger, unless its weights are registered already.
 
     `identity` (from `eval_identity`) says what `metrics` were measured on; when it names the
-    evaluated model, that must be this checkpoint (stale results are refused).
+    evaluated model, that must be this checkpoint (stale results are refused). `datasets`
+    ({name, path, digest, context}) are logged as the run's input datasets.
     """
     reg = settings.registry
     folder = Path(checkpoint_dir).resolve()
@@ -119,6 +121,8 @@ def register_checkpoint(
         return Registration(str(existing.version), False, digest, getattr(existing, "model_id", None))
 
     model_id = log_policy_model(client, settings, folder, digest, files, run_id)
+    if run_id and datasets:
+        log_datasets(client, run_id, datasets)
     _ensure_registered_model(client, reg.model_name)  # only now: a failed upload leaves no empty model
     version_tags = {f"{METRIC_TAG}{k}": repr(float(v)) for k, v in metrics.items() if _is_number(v)}
     version_tags.update({EVAL_TAG[k]: identity[k] for k in EVAL_KEYS if identity and identity.get(k)})
@@ -187,6 +191,25 @@ def log_policy_model(client, settings: Settings, folder: Path, digest: str, file
     if run_id:
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=_step(folder))])
     return logged.model_id
+
+
+def log_datasets(client, run_id: str, datasets: list[dict[str, str]]) -> None:
+    """Input datasets of the run, by reference: a local folder, its digest and how it was used
+    (`training`, `evaluation`); MLflow shows them with the run that produced the model."""
+    from mlflow.data.dataset_source_registry import get_registered_sources, resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    # MLflow registers the local-folder source twice; name one so it does not warn about it
+    local = [src for src in get_registered_sources() if src.__name__ == "LocalArtifactDatasetSource"][:1] or None
+    inputs = [
+        DatasetInput(MetaDataset(resolve_dataset_source(str(Path(d["path"]).resolve()), local), name=d["name"],
+                                 digest=d["digest"])._to_mlflow_entity(),
+                     [InputTag(MLFLOW_DATASET_CONTEXT, d["context"])])
+        for d in datasets
+    ]  # fmt: skip
+    client.log_inputs(run_id, datasets=inputs)
 
 
 def _stage_code(tmp: Path) -> str:
