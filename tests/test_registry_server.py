@@ -68,6 +68,16 @@ def _fresh_predict(tracking_uri: str, model_uri: str, cwd: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture
+def fluent(mlflow_server):
+    """MLflow's fluent calls (load_model, download_artifacts, get_model_info) read the global URI."""
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server)
+    yield
+    mlflow.set_tracking_uri(None)
+
+
 @pytest.fixture(scope="module")
 def tiny_dir(tiny_settings) -> Path:
     from visionzero.models.loading import resolve_spec
@@ -75,7 +85,7 @@ def tiny_dir(tiny_settings) -> Path:
     return Path(resolve_spec(tiny_settings.model))
 
 
-def test_a_version_is_a_logged_mlflow_model_that_loads_in_a_fresh_process(mlflow_server, tmp_path, model_cache, tiny_dir):
+def test_a_version_is_a_logged_mlflow_model_that_loads_in_a_fresh_process(mlflow_server, fluent, tmp_path, model_cache, tiny_dir):
     import mlflow
     from mlflow import MlflowClient
 
@@ -115,7 +125,7 @@ def test_a_version_is_a_logged_mlflow_model_that_loads_in_a_fresh_process(mlflow
     assert "/code/visionzero/" in out["code"]  # the model's own code, not the checkout's
 
 
-def test_versions_never_share_storage_and_the_same_weights_register_once(mlflow_server, tmp_path, model_cache, tiny_dir):
+def test_versions_never_share_storage_and_the_same_weights_register_once(mlflow_server, fluent, tmp_path, model_cache, tiny_dir):
     from mlflow import MlflowClient
 
     name = "vz-immutable"
@@ -142,7 +152,7 @@ def test_versions_never_share_storage_and_the_same_weights_register_once(mlflow_
     assert str(client.get_model_version_by_alias(name, "challenger").version) == v2.version
 
 
-def test_reference_mode_stores_weights_by_digest(mlflow_server, tmp_path, model_cache, tiny_dir):
+def test_reference_mode_stores_weights_by_digest(mlflow_server, fluent, tmp_path, model_cache, tiny_dir):
     import mlflow
     import pandas as pd
     from mlflow import MlflowClient

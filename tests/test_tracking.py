@@ -79,7 +79,11 @@ def test_registry_and_gate_on_a_sqlite_store(store, tmp_path, tiny_settings, mon
         folder = copy_model(tiny, tmp_path / name, nudge)
         return register_checkpoint(client, settings, folder, None, {"win_rate": win_rate}, identity).version
 
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
     v1 = register("a", 0.0, 0.55)
+    assert mlflow.get_tracking_uri() == before  # logging the model leaves the process's global URI alone
     first = promotion_gate(client, reg, v1)
     assert first.promoted and str(client.get_model_version_by_alias(reg.model_name, "champion").version) == v1
     assert client.get_model_version(reg.model_name, v1).source.startswith("models:/m-")

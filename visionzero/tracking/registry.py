@@ -31,6 +31,7 @@ import math
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,9 +165,6 @@ def log_policy_model(client, settings: Settings, folder: Path, digest: str, file
     import mlflow
     from mlflow.entities import LoggedModelOutput
 
-    uri = settings.tracking.uri
-    mlflow.set_tracking_uri(uri)  # log_model is fluent: it logs to the global tracking URI
-    mlflow.set_registry_uri(uri)
     logged = client.create_logged_model(
         experiment_id=_experiment_id(client, settings, run_id), name=ARTIFACT_NAME, source_run_id=run_id,
         tags={DIGEST_TAG: digest}, model_type="vision-language policy",
@@ -177,20 +175,43 @@ def log_policy_model(client, settings: Settings, folder: Path, digest: str, file
         "threads": settings.runtime.threads, "micro_batch_size": settings.rollout.micro_batch_size,
         "max_new_tokens": settings.eval.max_new_tokens,
     }  # fmt: skip
-    artifacts = None
-    if settings.registry.weights == "upload":
-        artifacts = {"weights": str(folder)}
-    else:
-        config.update(weights_dir=str(store_weights(settings, folder, digest, files)), weights_digest=digest)
-    with tempfile.TemporaryDirectory(prefix="vz-model-code-") as tmp:
-        mlflow.pyfunc.log_model(
-            name=ARTIFACT_NAME, model_id=logged.model_id, python_model=str(PYFUNC_FILE), artifacts=artifacts,
-            code_paths=[_stage_code(Path(tmp))], model_config=config, signature=signature(settings),
-            input_example=input_example(), pip_requirements=requirements(),
-        )  # fmt: skip
+    try:
+        artifacts = None
+        if settings.registry.weights == "upload":
+            artifacts = {"weights": str(folder)}
+        else:
+            config.update(weights_dir=str(store_weights(settings, folder, digest, files)), weights_digest=digest)
+        with tempfile.TemporaryDirectory(prefix="vz-model-code-") as tmp, _global_tracking_uri(settings.tracking.uri):
+            mlflow.pyfunc.log_model(
+                name=ARTIFACT_NAME, model_id=logged.model_id, python_model=str(PYFUNC_FILE), artifacts=artifacts,
+                code_paths=[_stage_code(Path(tmp))], model_config=config, signature=signature(settings),
+                input_example=input_example(), pip_requirements=requirements(),
+            )  # fmt: skip
+        if tree_manifest(folder)[0] != digest:  # the upload must be the weights the digest names
+            raise RegistryError(f"{folder} changed while it was logged; register again")
+    except BaseException:
+        from mlflow.entities import LoggedModelStatus
+
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        raise
     if run_id:
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=_step(folder))])
     return logged.model_id
+
+
+@contextmanager
+def _global_tracking_uri(uri: str):
+    """log_model is fluent (it logs to the global tracking URI): point that at `uri` for the
+    call only, so later clients of this process (their registry URI follows it) are unaffected."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    saved = os.environ.get("MLFLOW_TRACKING_URI")  # restoring "unset" would also drop the user's variable
+    try:
+        with _use_tracking_uri(uri):
+            yield
+    finally:
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 def log_datasets(client, run_id: str, datasets: list[dict[str, str]]) -> None:
