@@ -23,7 +23,6 @@ from flows.pairs import pairs_flow
 from flows.promote import promote_flow
 from flows.train import train_flow
 from tasks import layout
-from tasks.artifacts import promotion_decision
 from tasks.base import prepare_base_model
 from tasks.session import settings_of
 from visionzero.settings.secrets import redact_text
@@ -50,7 +49,6 @@ def pipeline_flow(
     trained = train_flow(params, overrides)
     results = evaluate_flow(params, overrides)
     decision = promote_flow(params, overrides)
-    promotion_decision(decision)
     pages = sorted(Path(trained["run_dir"]).glob("iterations/*/games.html"))
     return {
         "pairs": pairs,

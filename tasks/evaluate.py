@@ -12,6 +12,7 @@ from prefect.logging import get_run_logger
 from tasks import layout
 from tasks.artifacts import evaluation_table
 from tasks.session import settings_of, warm_players
+from visionzero.eval.identity import eval_identity, write_identity
 from visionzero.eval.results import append_curve, read_curve, write_results
 from visionzero.eval.runner import evaluate
 from visionzero.train.report import write_rows_csv
@@ -24,7 +25,7 @@ def evaluate_checkpoint(
     params: str, overrides: Sequence[str], model: str, out_dir: str, iteration: int, run_dir: str | None = None,
     history: str | None = None,
 ) -> dict:
-    """Evaluate model spec `model`; write results.json and add a row to the curve (curve.jsonl/.csv).
+    """Evaluate model spec `model`; write results.json (+ identity.json) and add a row to the curve (curve.jsonl/.csv).
 
     With `run_dir` (evaluation during training) the run's policy and starting model are used
     from memory when they are warm in this process: `model` is then the checkpoint of that
@@ -37,6 +38,7 @@ def evaluate_checkpoint(
     report = evaluate(s, layout.pairs_dirs(s), model=model, in_memory=in_memory)
     out = Path(out_dir)
     write_results(out / "results.json", report.metrics)
+    write_identity(out, eval_identity(report, s))  # what the gate must compare: set, rules, opponent
     curve = out / "curve.jsonl"
     if history is not None:  # started afresh: rows of an older training must not linger
         curve.unlink(missing_ok=True)

@@ -56,3 +56,19 @@ class ScriptedVoter:
                 samples.append(Completion(prompt_ids, ids, text, True))
             out.append(samples)
         return out
+
+
+def copy_model(src: Path, dst: Path, nudge: float = 0.0) -> Path:
+    """Copy a saved model folder; with `nudge`, add it to one weight tensor (other weights, same shapes)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst, dirs_exist_ok=True)
+    if nudge:
+        weights = dst / "model.safetensors"
+        tensors = load_file(weights)
+        key = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
+        tensors[key] = tensors[key] + nudge
+        save_file(tensors, weights, metadata={"format": "pt"})
+    return dst

@@ -57,15 +57,18 @@ def _artifacts(key: str, flow_run_id=None) -> list:
         return client.read_artifacts(artifact_filter=flt)
 
 
-def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_cache, repo_root, monkeypatch):
+def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_cache, repo_root, monkeypatch, mlflow_server):
     from mlflow import MlflowClient
 
     from flows.pairs import pairs_flow
     from flows.pipeline import pipeline_flow
+    from flows.promote import promote_flow
 
     monkeypatch.chdir(repo_root)  # flows and tasks are imported from the project root
+    # against a real tracking server, as users run it (registering needs its artifact store);
     # train.iterations comes from the typed parameter (the UI form's field), not an override
-    overrides = [o for o in tiny_overrides(tmp_path, model_cache) if not o.startswith("train.iterations=")]
+    overrides = [*(o for o in tiny_overrides(tmp_path, model_cache) if not o.startswith("train.iterations=")),
+                 f"tracking.uri={mlflow_server}", "registry.model_name=vz-pipeline"]  # fmt: skip
     out = pipeline_flow("params.yaml", overrides, iterations=2)
 
     runs = _task_runs()
@@ -84,8 +87,14 @@ def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_ca
     assert {"stage:clue", "domain:clevr"} <= set(by_name["grpo-update-it2-clue"].tags)
     assert "domain:clevr" in by_name["generate-pairs-clevr"].tags and "domain:clevr" in by_name["evaluate-it2"].tags
 
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    assert str(client.get_model_version_by_alias("vision-zero", "challenger").version) == out["version"]
+    client = MlflowClient(mlflow_server)
+    assert str(client.get_model_version_by_alias("vz-pipeline", "challenger").version) == out["version"]
+    version = client.get_model_version("vz-pipeline", out["version"])
+    identity = json.loads((tmp_path / "runs/eval/identity.json").read_text())
+    assert version.tags["eval.set"] == identity["eval_set"] and version.tags["eval.opponent"] == identity["opponent"]
+    assert version.run_id == out["mlflow_run_id"] and version.source.startswith("models:/m-")
+    inputs = {(d.dataset.name, d.tags[0].value) for d in client.get_run(out["mlflow_run_id"]).inputs.dataset_inputs}
+    assert {("pairs-clevr", "training"), ("eval-clevr", "evaluation")} <= inputs
     run = client.get_run(out["mlflow_run_id"])
     assert run.data.params["train.iterations"] == "2"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "game/vote_accuracy")] == [1, 2]
@@ -105,10 +114,15 @@ def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_ca
     final = json.loads(tables[0].data) if isinstance(tables[0].data, str) else tables[0].data
     rows = {row["metric"]: row["value"] for row in final}
     assert rows["win_rate"] == pytest.approx(json.loads((tmp_path / "runs/eval/results.json").read_text())["win_rate"])
-    link = _artifacts("vision-zero-mlflow-run")  # sqlite store: how to browse it
-    assert len(link) == 1 and out["mlflow_run_id"] in link[0].data and "mlflow ui --backend-store-uri" in link[0].data
+    link = _artifacts("vision-zero-mlflow-run")  # a server: a link to the run's page
+    assert len(link) == 1 and out["mlflow_run_id"] in link[0].data and link[0].data.startswith(mlflow_server)
     promotion = _artifacts("vision-zero-promotion")
     assert len(promotion) == 1 and "promoted to champion" in promotion[0].data and decision["reason"] in promotion[0].data
+
+    # promoting again without training anything registers no new version
+    again = promote_flow("params.yaml", overrides)
+    assert again["version"] == out["version"] and not again["promoted"] and "already champion" in again["reason"]
+    assert len(client.search_model_versions("name = 'vz-pipeline'")) == 1
 
     # a re-run with the same params and code is a cache hit: the pairs are not generated again
     state = pairs_flow("params.yaml", overrides, return_state=True)

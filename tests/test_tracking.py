@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.helpers import copy_model
 from visionzero.settings import load_settings
 from visionzero.tracking.mlflow_run import RunTracker
 from visionzero.tracking.provenance import dvc_hashes, git_commit
@@ -20,13 +21,6 @@ pytestmark = pytest.mark.pipeline
 def store(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     return load_settings(None, [f"tracking.uri={uri}", "registry.margin=0.05"]), uri
-
-
-def _checkpoint(tmp_path, name):
-    folder = tmp_path / name
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    return folder
 
 
 def test_run_params_metrics_and_resume(store, tmp_path):
@@ -67,27 +61,51 @@ def test_run_params_metrics_and_resume(store, tmp_path):
     assert alone.enabled
 
 
-def test_registry_gate_refuses_a_worse_challenger(store, tmp_path):
+def test_registry_and_gate_on_a_sqlite_store(store, tmp_path, tiny_settings, monkeypatch):
+    """The local store: versions are logged models of their own; the gate promotes, rejects a
+    challenger within the margin, and refuses to compare evaluations against another opponent."""
     from mlflow import MlflowClient
 
+    from visionzero.models.loading import resolve_spec
+
     settings, uri = store
+    monkeypatch.chdir(tmp_path)  # the sqlite store keeps its artifacts in ./mlruns
     client = MlflowClient(uri)
     reg = settings.registry
-    v1 = register_checkpoint(client, reg, _checkpoint(tmp_path, "a"), None, {"win_rate": 0.55})
+    tiny = resolve_spec(tiny_settings.model)
+    same = {"eval_set": "set-a", "protocol": "rules-a", "opponent": "sha256:base"}
+
+    def register(name: str, nudge: float, win_rate: float, identity=same) -> str:
+        folder = copy_model(tiny, tmp_path / name, nudge)
+        return register_checkpoint(client, settings, folder, None, {"win_rate": win_rate}, identity).version
+
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
+    v1 = register("a", 0.0, 0.55)
+    assert mlflow.get_tracking_uri() == before  # logging the model leaves the process's global URI alone
     first = promotion_gate(client, reg, v1)
     assert first.promoted and str(client.get_model_version_by_alias(reg.model_name, "champion").version) == v1
-    assert client.get_model_version(reg.model_name, v1).source == str((tmp_path / "a").resolve())
+    assert client.get_model_version(reg.model_name, v1).source.startswith("models:/m-")
 
-    v2 = register_checkpoint(client, reg, _checkpoint(tmp_path, "b"), None, {"win_rate": 0.58})  # +0.03 < margin
+    v2 = register("b", 0.01, 0.58)  # +0.03 < margin
     second = promotion_gate(client, reg, v2)
     assert not second.promoted and "<=" in second.reason
     assert str(client.get_model_version_by_alias(reg.model_name, "champion").version) == v1
     assert str(client.get_model_version_by_alias(reg.model_name, "challenger").version) == v2
     assert client.get_model_version(reg.model_name, v2).tags["promotion"] == "rejected"
 
-    v3 = register_checkpoint(client, reg, _checkpoint(tmp_path, "c"), None, {"win_rate": 0.7})
+    v3 = register("c", 0.02, 0.7)
     third = promotion_gate(client, reg, v3)
     assert third.promoted and third.champion_version == v1 and third.champion_value == 0.55
+    assert str(client.get_model_version_by_alias(reg.model_name, "champion").version) == v3
+
+    # far better, but against another opponent: not compared, champion stays
+    v4 = register("d", 0.03, 0.95, {**same, "opponent": "sha256:other"})
+    fourth = promotion_gate(client, reg, v4)
+    assert not fourth.promoted and not fourth.comparable and fourth.reason.startswith("not compared")
+    assert "opponent" in fourth.reason
+    assert client.get_model_version(reg.model_name, v4).tags["promotion"] == "not-comparable"
     assert str(client.get_model_version_by_alias(reg.model_name, "champion").version) == v3
 
 

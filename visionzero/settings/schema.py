@@ -317,6 +317,10 @@ class RegistrySettings(Section):
     margin: float = Field(0.0, ge=0.0, description="The challenger must beat the champion by more than this.")
     challenger_alias: str = Field("challenger", description="Alias given to every newly registered version.")
     champion_alias: str = Field("champion", description="Alias moved by the promotion gate.")
+    weights: Literal["upload", "reference"] = Field(
+        "upload", description="How a version holds its weights: upload (copied into the run's artifact store with the MLflow model) or reference (copied once into registry.store under their sha256; the model holds the path and digest, checked at load). Never the training's checkpoint folder, which later runs overwrite."
+    )
+    store: str = Field("", description="Content-addressed weights folder for weights=reference (a shared disk for multi-GB models); empty = <runtime.workdir>/model-store.")
 
 
 # --------------------------------------------------------------------------- root
