@@ -115,7 +115,7 @@ def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_ca
     rows = {row["metric"]: row["value"] for row in final}
     assert rows["win_rate"] == pytest.approx(json.loads((tmp_path / "runs/eval/results.json").read_text())["win_rate"])
     link = _artifacts("vision-zero-mlflow-run")  # a server: a link to the run's page
-    assert len(link) == 1 and out["mlflow_run_id"] in link[0].data and link[0].data.startswith(mlflow_server)
+    assert len(link) == 1 and f"({mlflow_server}/#/experiments/" in link[0].data and out["mlflow_run_id"] in link[0].data
     promotion = _artifacts("vision-zero-promotion")
     assert len(promotion) == 1 and "promoted to champion" in promotion[0].data and decision["reason"] in promotion[0].data
 
