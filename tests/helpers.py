@@ -72,3 +72,65 @@ def copy_model(src: Path, dst: Path, nudge: float = 0.0) -> Path:
         tensors[key] = tensors[key] + nudge
         save_file(tensors, weights, metadata={"format": "pt"})
     return dst
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, proc, log: Path, limit: float = 180.0) -> None:
+    """Poll `url` until it answers 200; fail with the log's tail if `proc` exits or `limit` s pass."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer: {log.read_text()[-2000:] if log.exists() else 'no log'}")
+        time.sleep(0.5)
+
+
+class MlflowServer:
+    """A real `mlflow server` on loopback with its own sqlite store and proxied artifact root
+    under `root`; it can be stopped and started again on the same port and store."""
+
+    def __init__(self, root: Path):
+        self.root, self.port = root, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self) -> "MlflowServer":
+        import subprocess
+        import sys
+
+        with open(self.root / "server.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+                 "--backend-store-uri", f"sqlite:///{self.root}/store.db", "--artifacts-destination", str(self.root / "artifacts")],
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+            )  # fmt: skip
+        wait_for_http(f"{self.uri}/health", self.proc, self.root / "server.log")
+        return self
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+            self.proc = None

@@ -185,17 +185,16 @@ def test_reference_mode_stores_weights_by_digest(mlflow_server, fluent, tmp_path
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_invocations(mlflow_server, tmp_path, model_cache, tiny_dir):
     """`mlflow models serve --env-manager local` on loopback serves a registered version."""
-    import time
     import urllib.request
 
     from mlflow import MlflowClient
 
-    from tests.conftest import _free_port
+    from tests.helpers import free_port, wait_for_http
 
     name = "vz-serve"
     s = _settings(mlflow_server, tmp_path, model_cache, name)
     reg = register_checkpoint(MlflowClient(mlflow_server), s, copy_model(tiny_dir, tmp_path / "m"), None, {})
-    port = _free_port()
+    port = free_port()
     # MLflow starts `uvicorn` by name: the environment's bin/ must be on PATH (an activated venv)
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "PATH": path}
@@ -206,16 +205,7 @@ def test_mlflow_models_serve_answers_invocations(mlflow_server, tmp_path, model_
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
-            time.sleep(0.5)
+        wait_for_http(f"http://127.0.0.1:{port}/ping", proc, tmp_path / "serve.log")
         from PIL import Image
 
         buf = io.BytesIO()

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,8 +16,7 @@ from visionzero.tracking.mlflow_run import RUN_FILE, RunTracker
 from visionzero.tracking.provenance import pair_datasets
 from visionzero.train.loop import IterativeSPO
 
-from .conftest import _free_port
-from .helpers import simple_pairs
+from .helpers import MlflowServer, simple_pairs
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
@@ -110,49 +105,11 @@ def test_one_run_per_training(mlflow_server, model_cache, tmp_path, monkeypatch)
     assert t.run_id not in (a, b, c) and _steps(client, t.run_id) == [1, 2]
 
 
-class _Server:
-    """An `mlflow server` that can be stopped and started again on the same port and store."""
-
-    def __init__(self, root: Path):
-        self.root, self.port = root, _free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.proc = None
-
-    def start(self):
-        log = open(self.root / "server.log", "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.root}/store.db", "--artifacts-destination", str(self.root / "artifacts")],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            assert self.proc.poll() is None and time.monotonic() < deadline, (self.root / "server.log").read_text()[-2000:]
-            time.sleep(0.5)
-
-    def stop(self):
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-            self.proc = None
-
-
 @pytest.fixture
 def server(tmp_path):
     root = tmp_path / "server"
     root.mkdir()
-    srv = _Server(root)
-    srv.start()
+    srv = MlflowServer(root).start()
     yield srv
     srv.stop()
 
