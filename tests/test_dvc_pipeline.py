@@ -265,11 +265,19 @@ def test_changes_rerun_only_the_stages_that_read_them(reproduced):
 
 
 def test_experiment_reruns_training_not_the_data(reproduced):
-    """An experiment with one setting changed re-runs training and what follows, not the data."""
+    """An experiment with one setting changed re-runs training and what follows, not the data;
+    run in a temporary workspace (`--temp`), it still logs a new MLflow run, tagged with the
+    experiment's name, to the project's own store (the relative sqlite path is resolved
+    against DVC_ROOT, not the temporary folder DVC deletes afterwards)."""
+    from mlflow import MlflowClient
+
     repo, env, _, _ = reproduced
-    exp = _run([*DVC, "exp", "run", "-S", "train.lr=0.0002"], repo, env)
+    exp = _run([*DVC, "exp", "run", "--temp", "-S", "train.lr=0.0002"], repo, env)
     assert "Running stage 'train'" in exp and "Running stage 'pairs@clevr'" not in exp
-    state = json.loads(next((repo / "runs/train/checkpoints").glob("iter-*/state.json")).read_text())
-    assert state["settings"]["train"]["lr"] == 0.0002  # a new run, not a resume of the old one
     shown = json.loads(_run([*DVC, "exp", "show", "--json"], repo, env))
     assert "0.0002" in json.dumps(shown)
+    client = MlflowClient(f"sqlite:///{repo}/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    tagged = [r for r in runs if r.data.tags.get("dvc.exp_name")]
+    assert len(tagged) == 1 and tagged[0].data.params["train.lr"] == "0.0002"  # a new run, not the first one's
+    assert len(runs) == 2
