@@ -286,9 +286,8 @@ _SUMMARY = re.compile(re.escape(SUMMARY) + r"\s*(\d|none)")
 
 def written_flag(text: str) -> int | None:
     """The one seat the reply's OWN checks flag ("Player s: colour no."), if exactly one."""
-    reasoning = text.split("\\boxed", 1)[0]
-    flagged = {int(seat) for seat, _, verdict in _CHECK.findall(reasoning) if verdict == "no"}
-    return flagged.pop() if len(flagged) == 1 else None
+    checks = _CHECK.findall(text.split("\\boxed", 1)[0])
+    return flagged_seat([int(seat) for seat, _, _ in checks], [verdict != "no" for _, _, verdict in checks])
 
 
 def written_summary(text: str) -> int | str | None:

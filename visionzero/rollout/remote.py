@@ -58,8 +58,8 @@ class RemotePolicy:
         except (urllib.error.URLError, OSError) as exc:
             raise WorkerError(f"worker at {self.url} unreachable: {getattr(exc, 'reason', exc)}") from None
 
-    def ping(self) -> dict:
-        """/health within one heartbeat."""
+    def health(self) -> dict:
+        """/health within one heartbeat (also the liveness probe while a call waits)."""
         return self._request("/health", None, self.heartbeat)
 
     def _call(self, path: str, body: dict | None = None) -> dict:
@@ -88,9 +88,6 @@ class RemotePolicy:
         if "error" in result:
             raise result["error"]
         return result["value"]
-
-    def health(self) -> dict:
-        return self.ping()
 
     def load(self, path: str | Path) -> dict:
         return self._call("/load", {"path": str(Path(path).resolve())})
@@ -151,7 +148,7 @@ class WorkerProcess:
         if _stopped(self.process.pid):
             return f"(pid {self.process.pid}) is stopped"
         try:
-            self.policy.ping()
+            self.policy.health()
         except WorkerError as exc:
             return f"(pid {self.process.pid}) did not answer /health within {self.policy.heartbeat:.0f} s ({exc})"
         return None
