@@ -15,6 +15,12 @@ the argmax's agreement with each. Training runs on the other rows, 16 per step, 
   expected     the exact gradient of the expected reward over all seats: -2 p(spy)
                (train.vote_gradient=expected)
 
+Options that mirror the loop: --keep w adds w * the NLL of the rows' own (the base's)
+reasoning; --games-per-step k draws each step's rows from k games (the loop's steps held
+whole groups: 2 games of 8 votes); --freeze embeddings keeps the tied embeddings fixed. The
+held-out `reasoning_nll` (the model's NLL of the base's reasoning) shows what the vote's
+update does to the reasoning.
+
     python scripts/vote_diagnostic.py --games runs/play/games.jsonl --mode sampled --lr 3e-4
 """
 
@@ -48,7 +54,8 @@ def rows_from_games(path: str, tok) -> list[dict]:
             flagged = {int(s) for s, _, verdict in CHECK.findall(reasoning) if verdict == "no"}
             if len(flagged) == 1:
                 prefix = tok(reasoning.rstrip() + " \\boxed{", add_special_tokens=False)["input_ids"]
-                rows.append({"prompt": t["prompt_ids"], "prefix": prefix, "flag": flagged.pop(), "spy": g["spy_seat"], "image": t["image"]})
+                rows.append({"prompt": t["prompt_ids"], "prefix": prefix, "flag": flagged.pop(), "spy": g["spy_seat"], "image": t["image"],
+                             "game": g["game_id"]})
     return rows
 
 
@@ -62,12 +69,29 @@ def digit_logits(model, rows, loaded, digits) -> torch.Tensor:
     return logits[torch.arange(len(rows)), last][:, digits]
 
 
+def reasoning_nll(model, rows, loaded) -> float:
+    return float(reasoning_nll_t(model, rows, loaded))
+
+
+def reasoning_nll_t(model, rows, loaded) -> torch.Tensor:
+    """Mean negative log-likelihood of the rows' own reasoning tokens: how far the update
+    moved the model away from the reasoning it wrote (its free generation's health)."""
+    samples = [TrainSample(r["prompt"], r["prefix"], [r["image"]], 0.0, "decision") for r in rows]
+    batch = collate(samples, loaded.processor, loaded.tokenizer.pad_token_id, "cpu")
+    logits = model(**batch.inputs, use_cache=False).logits
+    C = batch.completion_ids.shape[1]
+    logp = torch.log_softmax(logits[:, -C - 1 : -1], -1).gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
+    mask = batch.completion_mask.float()
+    return -(logp * mask).sum() / mask.sum()
+
+
 @torch.no_grad()
 def heldout(model, rows, loaded, digits, temperature) -> dict[str, float]:
     model.eval()
-    out = {"p_flag": 0.0, "p_spy": 0.0, "argmax_flag": 0.0, "argmax_spy": 0.0}
+    out = {"p_flag": 0.0, "p_spy": 0.0, "argmax_flag": 0.0, "argmax_spy": 0.0, "reasoning_nll": 0.0}
     for i in range(0, len(rows), 16):
         part = rows[i : i + 16]
+        out["reasoning_nll"] += reasoning_nll(model, part, loaded) * len(part)
         p = torch.softmax(digit_logits(model, part, loaded, digits) / temperature, -1)
         for r, pr in zip(part, p):
             out["p_flag"] += float(pr[r["flag"] - 1])
@@ -88,6 +112,9 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--games-per-step", type=int, default=0, help="draw each step's 16 rows from this many games (the loop's steps hold whole groups: 2 games of 8 votes); 0 = 16 rows from anywhere")
+    ap.add_argument("--keep", type=float, default=0.0, help="weight of the NLL of the rows' own reasoning added to the loss (keeps the reasoning while the vote learns)")
+    ap.add_argument("--freeze", choices=["none", "embeddings"], default="none", help="embeddings: keep the (tied) token embeddings fixed")
     ap.add_argument("--set", nargs="*", default=[], help="settings overrides")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -101,11 +128,20 @@ def main() -> None:
     test, train = rows[:300], rows[300:]
     print(f"{len(rows)} single-flag samples; the flagged seat is the spy in {sum(r['flag'] == r['spy'] for r in rows) / len(rows):.3f}")
     print("step 0: " + ", ".join(f"{k} {v:.3f}" for k, v in heldout(model, test, loaded, digits, a.temperature).items()), flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr)
+    by_game: dict = {}
+    for r in train:
+        by_game.setdefault(r["game"], []).append(r)
+    if a.freeze == "embeddings":
+        model.get_input_embeddings().weight.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr)
     rng, start = random.Random(a.seed + 1), time.perf_counter()
     model.train()
     for step in range(1, a.steps + 1):
-        batch = rng.sample(train, 16)
+        if a.games_per_step:
+            chosen = rng.sample(sorted(by_game), a.games_per_step)
+            batch = [r for gid in chosen for r in rng.sample(by_game[gid], min(len(by_game[gid]), 16 // a.games_per_step))]
+        else:
+            batch = rng.sample(train, 16)
         logp = torch.log_softmax(digit_logits(model, batch, loaded, digits) / a.temperature, -1)
         flag = torch.tensor([r["flag"] - 1 for r in batch])
         spy = torch.tensor([r["spy"] - 1 for r in batch])
@@ -118,6 +154,8 @@ def main() -> None:
             loss = -((reward - reward.mean()) * logp[idx, k]).mean()
         else:
             loss = -(2 * logp.exp()[idx, spy]).mean()
+        if a.keep:
+            loss = loss + a.keep * reasoning_nll_t(model, batch, loaded)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -270,3 +270,64 @@ def test_expected_vote_gradient_moves_toward_the_spy_even_from_a_wrong_sample(ti
         moves[mode] = p_spy(trainer, loaded) - before
     assert moves["expected"] > 0.05  # the spy's seat becomes likelier
     assert moves["expected"] > moves["sampled"] + 0.05
+
+
+
+
+def test_reasoning_keep_pulls_only_the_reasoning_back_to_the_start_model(tiny_settings, tiny_model, samples):
+    """train.reasoning_keep adds keep * KL(start || policy) over the vocabulary at the
+    reasoning tokens (before the box's content), nothing on the answer: once the policy has
+    moved, the gradient with it minus the gradient without it is exactly that term's gradient,
+    computed here by hand; the reference is the frozen start model."""
+    tok = tiny_model.tokenizer
+    base = samples[0]
+    completion = tok("Player 1: red no. Player 2: red yes. \\boxed{1}", add_special_tokens=False)["input_ids"]
+    completion += [tiny_model.end_of_turn_id]
+    sample = TrainSample(base.prompt_ids, completion, base.images, 0.5, "decision", choice_rewards=[-1.0, -1.0, 1.0, -1.0, -1.0])
+    from visionzero.train.batch import answer_start
+
+    at = answer_start(completion, tok)
+    assert 0 < at < len(completion) - 1
+    grads = {}
+    for keep in (0.0, 2.0):
+        trainer, loaded = _trainer(tiny_settings, "train.kl_beta=0", "train.vote_gradient=expected",
+                                   "train.reasoning_weight=0.0", f"train.reasoning_keep={keep}")
+        torch.manual_seed(0)
+        with torch.no_grad():  # the policy has moved away from the start model
+            for p in trainer.model.parameters():
+                p.add_(0.02 * torch.randn_like(p))
+        trainer.optimizer.zero_grad()
+        trainer._accumulate([sample], n_total=1)
+        grads[keep] = _grads(trainer)
+    assert (trainer.ref_model is not None) and all(not p.requires_grad for p in trainer.ref_model.parameters())
+    trainer.optimizer.zero_grad()
+    batch = collate([sample], loaded.processor, loaded.tokenizer.pad_token_id, "cpu")
+    logits = completion_logits(trainer.model, batch)
+    with torch.no_grad():
+        ref = completion_logits(trainer.ref_model, batch)
+    logp, ref_logp = torch.log_softmax(logits, -1)[0, :at], torch.log_softmax(ref, -1)[0, :at]
+    (2.0 * (ref_logp.exp() * (ref_logp - logp)).sum(-1).mean()).backward()
+    by_hand = _grads(trainer)
+    assert float(by_hand["model.language_model.layers.0.self_attn.q_proj.weight"].norm()) > 0
+    for name, grad in by_hand.items():
+        torch.testing.assert_close(grads[2.0][name] - grads[0.0].get(name, 0 * grad), grad, atol=1e-5, rtol=1e-3)
+
+
+@pytest.mark.parametrize("n", [2, 3, 8])
+def test_every_step_sees_every_game_unless_groups_are_kept_whole(n):
+    """step_mix=games: each optimizer step holds a share of every game's group (so no step is
+    dominated by two games' spies); groups: contiguous slices. Both use each sample once."""
+    from visionzero.train.update import step_slices
+
+    games = [TrainSample([g], [1, g], ["x"], 0.0, "decision") for g in range(6) for _ in range(8)]
+    clues = [TrainSample([100 + i], [1], ["x"], 0.0, "clue") for i in range(5)]  # one completion per prompt
+    samples = games + clues
+    for mix in ("games", "groups"):
+        steps = step_slices(samples, n, mix)
+        assert sorted(id(s) for step in steps for s in step) == sorted(id(s) for s in samples)
+        assert max(map(len, steps)) - min(map(len, steps)) <= 2
+        seen = [{s.prompt_ids[0] for s in step if s.prompt_ids[0] < 100} for step in steps]
+        if mix == "games":
+            assert all(games_seen == set(range(6)) for games_seen in seen)
+        else:
+            assert sum(len(g) for g in seen) < 6 + 2 * n  # a game is split at most at a slice border

@@ -129,3 +129,20 @@ def expected_vote_loss(vote_logits: torch.Tensor, seat_ids: torch.Tensor, choice
     p = torch.softmax(_tempered(vote_logits, temperature), dim=-1)[:, seat_ids]
     gain = choice_rewards[:, :-1] - choice_rewards[:, -1:]
     return -(p * gain.to(p.dtype)).sum(-1)
+
+
+
+def forward_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Per-sequence mean of the exact KL(ref || pi) over the whole vocabulary at the masked
+    positions (train.reasoning_keep): distillation from the frozen reference.
+
+    logits, ref_logits: [B, T, V]; mask: [B, T]. Returns [B]; a sequence with no masked
+    position contributes 0. Unlike the k3 estimate on the sampled token, every position pulls
+    the whole distribution back toward the reference, so a drift that the policy's own samples
+    would reinforce cannot build up.
+    """
+    logp = torch.log_softmax(_tempered(logits, temperature), dim=-1)
+    ref_logp = torch.log_softmax(_tempered(ref_logits, temperature), dim=-1)
+    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+    mask = mask.to(kl.dtype)
+    return (kl * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)

@@ -26,7 +26,13 @@ import torch
 from visionzero.models.loading import LoadedModel
 from visionzero.settings.schema import TrainSettings
 from visionzero.train.batch import collate, completion_logits
-from visionzero.train.loss import clipped_pg_loss, expected_vote_loss, token_entropy, token_logprobs
+from visionzero.train.loss import (
+    clipped_pg_loss,
+    expected_vote_loss,
+    forward_kl,
+    token_entropy,
+    token_logprobs,
+)
 from visionzero.train.samples import Stage, TrainSample
 
 
@@ -68,6 +74,32 @@ def _slice(items: Sequence, k: int, n: int) -> Sequence:
     return items[k * len(items) // n : (k + 1) * len(items) // n]
 
 
+def step_slices(samples: Sequence[TrainSample], n: int, mix: str) -> list[list[TrainSample]]:
+    """Split an iteration's samples into the n optimizer steps' shares.
+
+    mix "groups": n contiguous slices, so a game's group (its G completions of one prompt)
+    stays on one step and shares its prompt whole; each step then sees only 1/n of the games.
+    mix "games": every step gets a 1/n share of every group (singletons dealt round-robin), so
+    each step is a sample of all the iteration's games. With few games a step, the spies'
+    seats of those games dominate the vote's gradient and the dependence on the reasoning
+    never forms (docs/learning.md: 2 games a step learn nothing in 300 steps, 16 learn it).
+    """
+    if mix == "groups":
+        return [list(_slice(samples, k, n)) for k in range(n)]
+    runs: list[list[TrainSample]] = []
+    for i, s in enumerate(samples):
+        prev = samples[i - 1] if i else None
+        if prev is not None and prev.prompt_ids == s.prompt_ids and prev.images == s.images:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    out: list[list[TrainSample]] = [[] for _ in range(n)]
+    for r, run in enumerate(runs):  # the rotation spreads short runs' leftovers over the steps
+        for k in range(n):
+            out[(k + r) % n].extend(_slice(run, k, n))
+    return out
+
+
 class PolicyTrainer:
     """Owns the trainable policy, the frozen reference, the optimizer and the schedule."""
 
@@ -99,7 +131,7 @@ class PolicyTrainer:
         # The reference is the starting policy. With LoRA it is the same network with the
         # adapters switched off (no second copy in memory); without, a frozen deep copy.
         self.ref_model = None
-        if train.kl_beta > 0 and not train.lora.enabled:
+        if (train.kl_beta > 0 or train.reasoning_keep > 0) and not train.lora.enabled:
             ref = reference if reference is not None else copy.deepcopy(loaded.model)
             self.ref_model = ref.eval().requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -120,12 +152,13 @@ class PolicyTrainer:
             return self.accelerator.unwrap_model(self.model).disable_adapter()
         return nullcontext()
 
-    def _ref_logprobs(self, batch) -> torch.Tensor | None:
-        if self.settings.kl_beta <= 0:
+    def _ref_logits(self, batch) -> torch.Tensor | None:
+        """The frozen reference's completion logits, when the KL or the reasoning keep needs them."""
+        if self.settings.kl_beta <= 0 and self.settings.reasoning_keep <= 0:
             return None
         with torch.no_grad(), self._ref_context():
             ref = self.ref_model if self.ref_model is not None else self.model
-            return token_logprobs(completion_logits(ref, batch), batch.completion_ids, batch.temperature)
+            return completion_logits(ref, batch)
 
     def _micro_batches(self, samples: Sequence[TrainSample]) -> list[list[TrainSample]]:
         """Group by temperature (one T per forward), then chunk by micro_batch_size (in game
@@ -151,8 +184,7 @@ class PolicyTrainer:
             # Later steps see a policy that already moved: their ratios need the log-probs
             # of the policy that sampled, so record them before the first step.
             active = self._with_behaviour_logprobs(active)
-        # Contiguous slices: a game's samples stay together (one shared prompt per group).
-        slices = [_slice(active, k, n_steps) for k in range(n_steps)]
+        slices = step_slices(active, n_steps, self.settings.step_mix)
         totals = dict(loss=0.0, kl=0.0, clipped=0.0, entropy=0.0, grad_norm=0.0)
         tokens = 0
         for k, part in enumerate(slices):
@@ -201,11 +233,11 @@ class PolicyTrainer:
         return True
 
     def _accumulate(self, micro: Sequence[TrainSample], n_total: int):
-        weight = self.settings.reasoning_weight
+        weight, keep = self.settings.reasoning_weight, self.settings.reasoning_keep
         expected = self._votes_in_expectation(micro)
         batch = collate(
             micro, self.loaded.processor, self.pad_id, self.device,
-            with_answer_mask=weight < 1.0 or expected, share_prompts=self.share_prompts,
+            with_answer_mask=weight < 1.0 or expected or keep > 0, share_prompts=self.share_prompts,
         )  # fmt: skip
         logits = completion_logits(self.model, batch)
         logp = token_logprobs(logits, batch.completion_ids, batch.temperature)
@@ -219,9 +251,13 @@ class PolicyTrainer:
                 # a vote taken in expectation leaves its answer out of the sampled term
                 answer = torch.where((vote_at > 0).unsqueeze(-1), torch.zeros_like(answer), answer)
             pg_weight = answer + weight * (1 - batch.answer_mask)
+        ref_logits = self._ref_logits(batch)
+        ref_logp = None
+        if ref_logits is not None and self.settings.kl_beta > 0:
+            ref_logp = token_logprobs(ref_logits, batch.completion_ids, batch.temperature)
         parts = clipped_pg_loss(
             logp, old, batch.advantages, batch.completion_mask, self.settings.clip_eps,
-            ref_logp=self._ref_logprobs(batch), kl_beta=self.settings.kl_beta, pg_weight=pg_weight,
+            ref_logp=ref_logp, kl_beta=self.settings.kl_beta, pg_weight=pg_weight,
         )
         loss = parts.loss
         if vote_at is not None and bool((vote_at > 0).any()):
@@ -229,6 +265,9 @@ class PolicyTrainer:
             rewards = torch.tensor([micro[i].choice_rewards for i in rows.tolist()], device=logits.device)
             vote_logits = logits[rows, vote_at[rows]]
             loss = loss + expected_vote_loss(vote_logits, self._seat_ids, rewards, batch.temperature).sum()
+        if keep > 0:  # (anchors too: their reasoning is held the same way)
+            reasoning = batch.completion_mask * (1 - batch.answer_mask)
+            loss = loss + keep * forward_kl(logits, ref_logits, reasoning, batch.temperature).sum()
         # Dividing by the step's sequence count makes the accumulated gradient the gradient
         # of the sequence mean, whatever the micro-batch size.
         self.accelerator.backward(loss / n_total)
