@@ -69,11 +69,7 @@ def digit_logits(model, rows, loaded, digits) -> torch.Tensor:
     return logits[torch.arange(len(rows)), last][:, digits]
 
 
-def reasoning_nll(model, rows, loaded) -> float:
-    return float(reasoning_nll_t(model, rows, loaded))
-
-
-def reasoning_nll_t(model, rows, loaded) -> torch.Tensor:
+def reasoning_nll(model, rows, loaded) -> torch.Tensor:
     """Mean negative log-likelihood of the rows' own reasoning tokens: how far the update
     moved the model away from the reasoning it wrote (its free generation's health)."""
     samples = [TrainSample(r["prompt"], r["prefix"], [r["image"]], 0.0, "decision") for r in rows]
@@ -91,7 +87,7 @@ def heldout(model, rows, loaded, digits, temperature) -> dict[str, float]:
     out = {"p_flag": 0.0, "p_spy": 0.0, "argmax_flag": 0.0, "argmax_spy": 0.0, "reasoning_nll": 0.0}
     for i in range(0, len(rows), 16):
         part = rows[i : i + 16]
-        out["reasoning_nll"] += reasoning_nll(model, part, loaded) * len(part)
+        out["reasoning_nll"] += float(reasoning_nll(model, part, loaded)) * len(part)
         p = torch.softmax(digit_logits(model, part, loaded, digits) / temperature, -1)
         for r, pr in zip(part, p):
             out["p_flag"] += float(pr[r["flag"] - 1])
@@ -155,7 +151,7 @@ def main() -> None:
         else:
             loss = -(2 * logp.exp()[idx, spy]).mean()
         if a.keep:
-            loss = loss + a.keep * reasoning_nll_t(model, batch, loaded)
+            loss = loss + a.keep * reasoning_nll(model, batch, loaded)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -80,19 +80,24 @@ def _prompt_inputs(prompts: Sequence[TrainSample], processor, pad_id: int, width
     return inputs
 
 
-def prompt_groups(samples: Sequence[TrainSample]) -> int:
-    """m when the samples are k consecutive runs of m > 1 completions of one prompt each
-    (same prompt tokens and images), else 1."""
-    runs: list[int] = []
+def prompt_runs(samples: Sequence[TrainSample]) -> list[list[TrainSample]]:
+    """The samples cut into runs of consecutive completions of one prompt (same prompt
+    tokens and images): a GRPO group's G votes form one run, a clue turn a run of one."""
+    runs: list[list[TrainSample]] = []
     for i, s in enumerate(samples):
         prev = samples[i - 1] if i else None
-        same = prev is not None and prev.prompt_ids == s.prompt_ids and prev.images == s.images
-        if same:
-            runs[-1] += 1
+        if prev is not None and prev.prompt_ids == s.prompt_ids and prev.images == s.images:
+            runs[-1].append(s)
         else:
-            runs.append(1)
-    m = runs[0] if runs else 1
-    return m if m > 1 and all(r == m for r in runs) else 1
+            runs.append([s])
+    return runs
+
+
+def prompt_groups(samples: Sequence[TrainSample]) -> int:
+    """m when the samples are k consecutive runs of m > 1 completions of one prompt each, else 1."""
+    sizes = [len(run) for run in prompt_runs(samples)]
+    m = sizes[0] if sizes else 1
+    return m if m > 1 and all(r == m for r in sizes) else 1
 
 
 def collate(

@@ -25,7 +25,7 @@ import torch
 
 from visionzero.models.loading import LoadedModel
 from visionzero.settings.schema import TrainSettings
-from visionzero.train.batch import collate, completion_logits
+from visionzero.train.batch import collate, completion_logits, prompt_runs
 from visionzero.train.loss import (
     clipped_pg_loss,
     expected_vote_loss,
@@ -86,15 +86,8 @@ def step_slices(samples: Sequence[TrainSample], n: int, mix: str) -> list[list[T
     """
     if mix == "groups":
         return [list(_slice(samples, k, n)) for k in range(n)]
-    runs: list[list[TrainSample]] = []
-    for i, s in enumerate(samples):
-        prev = samples[i - 1] if i else None
-        if prev is not None and prev.prompt_ids == s.prompt_ids and prev.images == s.images:
-            runs[-1].append(s)
-        else:
-            runs.append([s])
     out: list[list[TrainSample]] = [[] for _ in range(n)]
-    for r, run in enumerate(runs):  # the rotation spreads short runs' leftovers over the steps
+    for r, run in enumerate(prompt_runs(samples)):  # the rotation spreads short runs' leftovers over the steps
         for k in range(n):
             out[(k + r) % n].extend(_slice(run, k, n))
     return out
