@@ -43,7 +43,9 @@ from visionzero.train.samples import TrainSample
 CHECK = re.compile(r"Player\s*(\d)\s*:\s*([a-z]+)\s+(yes|no)")
 
 
-def rows_from_games(path: str, tok) -> list[dict]:
+def rows_from_games(path: str, tok, every_vote: bool = False) -> list[dict]:
+    """Rows of the votes whose reasoning flags exactly one seat (flag = that seat); with
+    `every_vote`, also the others (flag None), as the loop trains on them."""
     rows = []
     for line in open(path):
         g = json.loads(line)
@@ -52,9 +54,10 @@ def rows_from_games(path: str, tok) -> list[dict]:
                 continue
             reasoning = t["text"].split("\\boxed")[0]
             flagged = {int(s) for s, _, verdict in CHECK.findall(reasoning) if verdict == "no"}
-            if len(flagged) == 1:
+            if len(flagged) == 1 or every_vote:
                 prefix = tok(reasoning.rstrip() + " \\boxed{", add_special_tokens=False)["input_ids"]
-                rows.append({"prompt": t["prompt_ids"], "prefix": prefix, "flag": flagged.pop(), "spy": g["spy_seat"], "image": t["image"],
+                flag = flagged.pop() if len(flagged) == 1 else None
+                rows.append({"prompt": t["prompt_ids"], "prefix": prefix, "flag": flag, "spy": g["spy_seat"], "image": t["image"],
                              "game": g["game_id"]})
     return rows
 
@@ -109,6 +112,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--games-per-step", type=int, default=0, help="draw each step's 16 rows from this many games (the loop's steps hold whole groups: 2 games of 8 votes); 0 = 16 rows from anywhere")
+    ap.add_argument("--every-vote", action="store_true", help="also train on the votes whose reasoning flags no single seat (the loop's other half)")
     ap.add_argument("--keep", type=float, default=0.0, help="weight of the NLL of the rows' own reasoning added to the loss (keeps the reasoning while the vote learns)")
     ap.add_argument("--freeze", choices=["none", "embeddings"], default="none", help="embeddings: keep the (tied) token embeddings fixed")
     ap.add_argument("--set", nargs="*", default=[], help="settings overrides")
@@ -119,10 +123,15 @@ def main() -> None:
     loaded = load_model(s.model, s.runtime, spec=a.model or starting_spec(s))
     tok, model = loaded.tokenizer, loaded.model
     digits = [tok(str(k), add_special_tokens=False)["input_ids"][0] for k in range(1, s.game.n_players + 1)]
-    rows = rows_from_games(a.games, tok)
-    random.Random(a.seed).shuffle(rows)
-    test, train = rows[:300], rows[300:]
-    print(f"{len(rows)} single-flag samples; the flagged seat is the spy in {sum(r['flag'] == r['spy'] for r in rows) / len(rows):.3f}")
+    if a.every_vote and a.mode == "supervised":
+        ap.error("--every-vote trains on votes with no flagged seat: use --mode expected or sampled")
+    rows = rows_from_games(a.games, tok, a.every_vote)
+    flagged = [r for r in rows if r["flag"] is not None]
+    random.Random(a.seed).shuffle(flagged)
+    test = flagged[:300]  # always measured on single-flag votes
+    train = flagged[300:] + [r for r in rows if r["flag"] is None]
+    print(f"{len(flagged)} single-flag votes of {len(rows)} rows; the flagged seat is the spy in "
+          f"{sum(r['flag'] == r['spy'] for r in flagged) / len(flagged):.3f}")
     print("step 0: " + ", ".join(f"{k} {v:.3f}" for k, v in heldout(model, test, loaded, digits, a.temperature).items()), flush=True)
     by_game: dict = {}
     for r in train:
@@ -139,10 +148,10 @@ def main() -> None:
         else:
             batch = rng.sample(train, 16)
         logp = torch.log_softmax(digit_logits(model, batch, loaded, digits) / a.temperature, -1)
-        flag = torch.tensor([r["flag"] - 1 for r in batch])
         spy = torch.tensor([r["spy"] - 1 for r in batch])
         idx = torch.arange(len(batch))
         if a.mode == "supervised":
+            flag = torch.tensor([r["flag"] - 1 for r in batch])
             loss = -logp[idx, flag].mean()
         elif a.mode == "sampled":
             k = torch.multinomial(logp.exp().detach(), 1).squeeze(1)
