@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--games-per-step", type=int, default=0, help="draw each step's 16 rows from this many games (the loop's steps hold whole groups: 2 games of 8 votes); 0 = 16 rows from anywhere")
+    ap.add_argument("--balanced", action="store_true", help="draw each step's rows with the same number of spies in every seat (no seat-marginal push)")
     ap.add_argument("--every-vote", action="store_true", help="also train on the votes whose reasoning flags no single seat (the loop's other half)")
     ap.add_argument("--keep", type=float, default=0.0, help="weight of the NLL of the rows' own reasoning added to the loss (keeps the reasoning while the vote learns)")
     ap.add_argument("--freeze", choices=["none", "embeddings"], default="none", help="embeddings: keep the (tied) token embeddings fixed")
@@ -136,6 +137,9 @@ def main() -> None:
     by_game: dict = {}
     for r in train:
         by_game.setdefault(r["game"], []).append(r)
+    by_spy: dict = {}
+    for r in train:
+        by_spy.setdefault(r["spy"], []).append(r)
     if a.freeze == "embeddings":
         model.get_input_embeddings().weight.requires_grad_(False)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr)
@@ -145,6 +149,9 @@ def main() -> None:
         if a.games_per_step:
             chosen = rng.sample(sorted(by_game), a.games_per_step)
             batch = [r for gid in chosen for r in rng.sample(by_game[gid], min(len(by_game[gid]), 16 // a.games_per_step))]
+        elif a.balanced:
+            per = 16 // s.game.n_players
+            batch = [r for k in range(1, s.game.n_players + 1) for r in rng.sample(by_spy[k], per)]
         else:
             batch = rng.sample(train, 16)
         logp = torch.log_softmax(digit_logits(model, batch, loaded, digits) / a.temperature, -1)

@@ -197,6 +197,21 @@ def test_spy_seat_deterministic_and_uniform() -> None:
     assert chi2 < 16.27
 
 
+def test_balanced_seats_fill_every_seat_once_a_block_and_stay_uniform_per_game() -> None:
+    from visionzero.rollout.engine import balanced_seat
+
+    seats = [balanced_seat(7, k, 4) for k in range(4000)]
+    assert seats == [balanced_seat(7, k, 4) for k in range(4000)]
+    assert all(sorted(seats[b : b + 4]) == [1, 2, 3, 4] for b in range(0, 4000, 4))
+    assert len({tuple(seats[b : b + 4]) for b in range(0, 4000, 4)}) == 24  # every permutation occurs
+    first = Counter(seats[0::4])  # a game's seat (here the first of its block) stays uniform
+    assert sum((c - 250) ** 2 / 250 for c in first.values()) < 16.27
+    game = new_game("p", "clevr", ORIG, EDIT, GameSettings(n_players=4), 0, spy_seat=seats[5])
+    assert game.spy_seat == seats[5]
+    with pytest.raises(ValueError, match="outside the seats"):
+        new_game("p", "clevr", ORIG, EDIT, GameSettings(n_players=4), 0, spy_seat=5)
+
+
 def test_game_is_reproducible_from_its_seed() -> None:
     a = new_game("p", "chart", ORIG, EDIT, GameSettings(), seed=42)
     b = new_game("p", "chart", ORIG, EDIT, GameSettings(), seed=42)

@@ -8,9 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from visionzero.game import read_records
 from visionzero.models import load_model
 from visionzero.models.tiny import ensure_tiny
 from visionzero.rl.rewards import group_normalize
+from visionzero.rollout.engine import balanced_seat
 from visionzero.rollout.hf_backend import HFPolicy
 from visionzero.rollout.types import Sampling
 from visionzero.settings import load_settings
@@ -61,6 +63,21 @@ def test_resume_continues_exactly(tiny_settings, tmp_path):
     assert _comparable(straight) == _comparable(resumed)
     assert sorted(p.name for p in (tmp_path / "resumed/checkpoints").iterdir()) == ["iter-000003", "iter-000004", "latest"]
     assert (tmp_path / "straight/iterations/iter-000004/games.jsonl").exists()
+
+
+def test_balanced_seats_give_every_iterations_games_as_many_spies_in_each_seat(tiny_settings, tmp_path):
+    over = ["game.rounds=1", "game.group_size=2", "game.clue.max_new_tokens=4", "game.decision.max_new_tokens=4",
+            "train.games_per_iteration=8", "train.balanced_seats=true"]  # fmt: skip
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", "runtime.device=cpu", *over])
+    spo = IterativeSPO(s, tmp_path / "run", simple_pairs(tmp_path / "pairs", 5))
+    try:
+        for position in (0, 8):  # the iteration's place in the data stream sets its seats
+            spo.data_position = position
+            seats = [g.spy_seat for g in read_records(spo.play())]
+            assert sorted(seats) == [1, 1, 2, 2, 3, 3, 4, 4]
+            assert seats == [balanced_seat(s.runtime.seed, position + i, 4) for i in range(8)]
+    finally:
+        spo.close()
 
 
 def test_resume_survives_a_torn_metrics_line_and_logs_each_iteration_once(tiny_settings, tmp_path):

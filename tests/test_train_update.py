@@ -227,7 +227,37 @@ def test_anchors_add_only_the_kl_of_the_other_stage(tiny_settings, samples):
     for n in moved:
         torch.testing.assert_close(moved_flipped[n], moved_anchored[n])
     none, _ = grads_after_a_first_step("train.kl_beta=0", anchors=clue)
-    assert none.anchors == 0  # nothing to anchor without a KL term
+    assert none.anchors == 0  # nothing to anchor without a KL term or a keep
+
+
+def test_the_keep_holds_an_anchor_whole_answer_included(tiny_settings, tiny_model, samples):
+    """With train.reasoning_keep and no KL, an anchor (the other stage's completion) adds
+    keep * KL(start || policy) over every token of its completion, its box included: the
+    votes' gradient had rewritten the clues' boxes into seat digits. Checked by hand."""
+    tok = tiny_model.tokenizer
+    base = next(s for s in samples if s.stage == "clue")
+    completion = tok("I see a red cube. \\boxed{There is a red cube.}", add_special_tokens=False)["input_ids"]
+    anchor = TrainSample(base.prompt_ids, completion + [tiny_model.end_of_turn_id], base.images, 0.0, "clue")  # as step() passes it
+    trainer, loaded = _trainer(tiny_settings, "train.kl_beta=0", "train.reasoning_keep=3.0")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    trainer.optimizer.zero_grad()
+    trainer._accumulate([anchor], n_total=1, anchor=True)
+    held = _grads(trainer)
+    trainer.optimizer.zero_grad()
+    batch = collate([anchor], loaded.processor, loaded.tokenizer.pad_token_id, "cpu")
+    logits = completion_logits(trainer.model, batch)
+    with torch.no_grad():
+        ref = completion_logits(trainer.ref_model, batch)
+    logp, ref_logp = torch.log_softmax(logits, -1)[0], torch.log_softmax(ref, -1)[0]
+    (3.0 * (ref_logp.exp() * (ref_logp - logp)).sum(-1).mean()).backward()
+    for name, grad in _grads(trainer).items():
+        torch.testing.assert_close(held[name], grad, atol=1e-5, rtol=1e-3)
+    decision = [s for s in samples if s.stage == "decision"]
+    metrics = trainer.step(decision, "decision", [anchor])
+    assert metrics.anchors == 1  # the keep alone brings the anchors in
 
 
 def test_expected_vote_loss_is_minus_the_expected_reward():

@@ -89,8 +89,10 @@ def new_game(
     image_size: tuple[int, int] | None = None,
     game_id: str | None = None,
     hint: str | None = None,
+    spy_seat: int | None = None,
 ) -> Game:
-    """Set up a game on one image pair; the spy's seat is uniform, drawn from `seed`.
+    """Set up a game on one image pair; the spy's seat is uniform, drawn from `seed`
+    unless `spy_seat` gives it (a stratified draw over several games: `balanced_seats`).
 
     `image_size` (width, height) sizes the blank spy image (`spy_image: blank`); without
     it the original image's header is read. `hint`: what differs in the spy's image (the
@@ -98,7 +100,10 @@ def new_game(
     """
     if domain not in prompts.DOMAIN_TEXT:
         raise ValueError(f"unknown domain {domain!r}; expected one of {', '.join(prompts.DOMAINS)}")
-    spy_seat = random.Random(seed).randint(1, settings.n_players)
+    if spy_seat is None:
+        spy_seat = random.Random(seed).randint(1, settings.n_players)
+    elif not 1 <= spy_seat <= settings.n_players:
+        raise ValueError(f"spy_seat {spy_seat} is outside the seats 1..{settings.n_players}")
     if settings.spy_image == "blank":
         spy_image = blank_ref(*(image_size or _image_size(original)))
     else:

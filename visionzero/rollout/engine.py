@@ -11,6 +11,7 @@ The engine knows nothing about the model: it needs a `Policy` (rollout/types.py)
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,19 +119,34 @@ class GameEngine:
         return stats
 
 
-def setup_games(pairs: Sequence, settings: GameSettings, seed: int, first_index: int = 0) -> list[Game]:
+def balanced_seat(seed: int, k: int, n_players: int) -> int:
+    """The spy's seat of game k under a stratified draw: games are taken in blocks of
+    n_players and each block seats its spies by one random permutation, so every seat holds
+    the spy equally often in each block while each game's seat stays uniform."""
+    block = list(range(1, n_players + 1))
+    random.Random(derive_seed(seed, "seats", k // n_players)).shuffle(block)
+    return block[k % n_players]
+
+
+def setup_games(
+    pairs: Sequence, settings: GameSettings, seed: int, first_index: int = 0, *, balanced_seats: bool = False
+) -> list[Game]:
     """One game per pair. `pairs` items have id, domain and original/edited image paths.
 
     Game k (counting from `first_index`) gets seed derive_seed(seed, "game", k), so the same
-    data position always gives the same spy seat, whatever the batch size.
+    data position always gives the same spy seat, whatever the batch size. `balanced_seats`
+    draws the seats by `balanced_seat` instead of independently: a batch of a multiple of
+    n_players games starting at a multiple of n_players then has as many spies in every seat
+    (a vote gradient's push towards one seat cancels, docs/learning.md section 6).
     """
     games = []
     for k, pair in enumerate(pairs, start=first_index):
         game_seed = derive_seed(seed, "game", k)
+        seat = balanced_seat(seed, k, settings.n_players) if balanced_seats else None
         games.append(
             new_game(
                 pair.id, pair.domain, str(pair.original), str(pair.edited), settings, game_seed,
-                game_id=f"g{k:06d}-{pair.id}", hint=getattr(pair, "hint", None),
+                game_id=f"g{k:06d}-{pair.id}", hint=getattr(pair, "hint", None), spy_seat=seat,
             )  # fmt: skip
         )
     return games

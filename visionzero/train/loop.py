@@ -211,7 +211,9 @@ class IterativeSPO:
         """Self-play rollout of the next iteration; returns the game records file."""
         s = self.settings
         start = time.perf_counter()
-        games = setup_games(self.next_pairs(), s.game, s.runtime.seed, first_index=self.data_position)
+        games = setup_games(
+            self.next_pairs(), s.game, s.runtime.seed, first_index=self.data_position, balanced_seats=s.train.balanced_seats
+        )
         self.trainer.model.eval()
         seed = derive_seed(s.runtime.seed, "iteration", self.iteration)
         stats = GameEngine(self.policy, s.game).play(games, seed=seed)

@@ -171,7 +171,8 @@ class PolicyTrainer:
         """
         start = time.perf_counter()
         active = [s for s in samples if s.stage == stage]
-        anchors = [replace(s, advantage=0.0) for s in anchors if s.stage != stage] if self.settings.kl_beta > 0 else []
+        holds = self.settings.kl_beta > 0 or self.settings.reasoning_keep > 0
+        anchors = [replace(s, advantage=0.0) for s in anchors if s.stage != stage] if holds else []
         n_steps = min(self.settings.steps_per_iteration, max(1, len(active)))
         if n_steps > 1:
             # Later steps see a policy that already moved: their ratios need the log-probs
@@ -190,7 +191,7 @@ class PolicyTrainer:
                 totals["entropy"] += entropy / len(active)
                 tokens += parts.tokens
             for micro in self._micro_batches(_slice(anchors, k, n_steps)) if part else ():
-                self._accumulate(micro, n_total=len(part))
+                self._accumulate(micro, n_total=len(part), anchor=True)
             if part:
                 norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
                 totals["grad_norm"] += float(norm) / n_steps
@@ -225,7 +226,7 @@ class PolicyTrainer:
             self._seat_ids = torch.tensor([i[0] for i in ids], device=self.device)
         return True
 
-    def _accumulate(self, micro: Sequence[TrainSample], n_total: int):
+    def _accumulate(self, micro: Sequence[TrainSample], n_total: int, anchor: bool = False):
         weight, keep = self.settings.reasoning_weight, self.settings.reasoning_keep
         expected = self._votes_in_expectation(micro)
         batch = collate(
@@ -258,9 +259,11 @@ class PolicyTrainer:
             rewards = torch.tensor([micro[i].choice_rewards for i in rows.tolist()], device=logits.device)
             vote_logits = logits[rows, vote_at[rows]]
             loss = loss + expected_vote_loss(vote_logits, self._seat_ids, rewards, batch.temperature).sum()
-        if keep > 0:  # (anchors too: their reasoning is held the same way)
-            reasoning = batch.completion_mask * (1 - batch.answer_mask)
-            loss = loss + keep * forward_kl(logits, ref_logits, reasoning, batch.temperature).sum()
+        if keep > 0:
+            # An anchor is held whole: it trains nothing, and its answer (a clue's box) is what
+            # the other stage's gradient would rewrite (the votes' digits leaked into clues).
+            held = batch.completion_mask if anchor else batch.completion_mask * (1 - batch.answer_mask)
+            loss = loss + keep * forward_kl(logits, ref_logits, held, batch.temperature).sum()
         # Dividing by the step's sequence count makes the accumulated gradient the gradient
         # of the sequence mean, whatever the micro-batch size.
         self.accelerator.backward(loss / n_total)
