@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--games-per-step", type=int, default=0, help="draw each step's 16 rows from this many games (the loop's steps hold whole groups: 2 games of 8 votes); 0 = 16 rows from anywhere")
+    ap.add_argument("--block-steps", type=int, default=0, help="as the loop does: take 16 games (4 spies a seat) and train --block-steps steps on them, one vote of each game a step, before taking the next 16")
     ap.add_argument("--balanced", action="store_true", help="draw each step's rows with the same number of spies in every seat (no seat-marginal push)")
     ap.add_argument("--every-vote", action="store_true", help="also train on the votes whose reasoning flags no single seat (the loop's other half)")
     ap.add_argument("--keep", type=float, default=0.0, help="weight of the NLL of the rows' own reasoning added to the loss (keeps the reasoning while the vote learns)")
@@ -140,13 +141,19 @@ def main() -> None:
     by_spy: dict = {}
     for r in train:
         by_spy.setdefault(r["spy"], []).append(r)
+    by_spy_game = {k: sorted({r["game"] for r in rows}) for k, rows in by_spy.items()}
     if a.freeze == "embeddings":
         model.get_input_embeddings().weight.requires_grad_(False)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr)
     rng, start = random.Random(a.seed + 1), time.perf_counter()
     model.train()
     for step in range(1, a.steps + 1):
-        if a.games_per_step:
+        if a.block_steps:
+            if (step - 1) % a.block_steps == 0:
+                per = 16 // s.game.n_players
+                block = [gid for k in range(1, s.game.n_players + 1) for gid in rng.sample(by_spy_game[k], per)]
+            batch = [rng.choice(by_game[gid]) for gid in block]
+        elif a.games_per_step:
             chosen = rng.sample(sorted(by_game), a.games_per_step)
             batch = [r for gid in chosen for r in rng.sample(by_game[gid], min(len(by_game[gid]), 16 // a.games_per_step))]
         elif a.balanced:

@@ -230,24 +230,32 @@ def test_anchors_add_only_the_kl_of_the_other_stage(tiny_settings, samples):
     assert none.anchors == 0  # nothing to anchor without a KL term or a keep
 
 
-def test_the_keep_holds_an_anchor_whole_answer_included(tiny_settings, tiny_model, samples):
-    """With train.reasoning_keep and no KL, an anchor (the other stage's completion) adds
-    keep * KL(start || policy) over every token of its completion, its box included: the
-    votes' gradient had rewritten the clues' boxes into seat digits. Checked by hand."""
+@pytest.mark.parametrize(
+    "text, stage, anchor",
+    [("I see a red cube. \\boxed{There is a red cube.}", "clue", True),  # an anchor, box included
+     ("Player 1: red no. Player 2: red yes. Player 3: red", "decision", False)],  # no box: all reasoning
+)  # fmt: skip
+def test_the_keep_holds_anchors_and_boxless_completions_whole(tiny_settings, tiny_model, samples, text, stage, anchor):
+    """train.reasoning_keep without the KL: an anchor (the other stage's completion; the votes'
+    gradient had rewritten the clues' boxes into seat digits) and a completion that never
+    wrote its box (an observer that stopped closing its checks) add keep * KL(start || policy)
+    over every token of their completion. Checked by hand."""
     tok = tiny_model.tokenizer
-    base = next(s for s in samples if s.stage == "clue")
-    completion = tok("I see a red cube. \\boxed{There is a red cube.}", add_special_tokens=False)["input_ids"]
-    anchor = TrainSample(base.prompt_ids, completion + [tiny_model.end_of_turn_id], base.images, 0.0, "clue")  # as step() passes it
-    trainer, loaded = _trainer(tiny_settings, "train.kl_beta=0", "train.reasoning_keep=3.0")
+    base = next(s for s in samples if s.stage == stage)
+    completion = tok(text, add_special_tokens=False)["input_ids"]
+    choices = [-1.0, 1.0, -1.0, -1.0, -1.0] if stage == "decision" else None
+    sample = TrainSample(base.prompt_ids, completion, base.images, 0.0, stage, choice_rewards=choices)  # advantage 0 as step() passes anchors
+    trainer, loaded = _trainer(tiny_settings, "train.kl_beta=0", "train.reasoning_keep=3.0", "train.reasoning_weight=0.0",
+                               "train.vote_gradient=expected")
     torch.manual_seed(0)
     with torch.no_grad():
         for p in trainer.model.parameters():
             p.add_(0.02 * torch.randn_like(p))
     trainer.optimizer.zero_grad()
-    trainer._accumulate([anchor], n_total=1, anchor=True)
+    trainer._accumulate([sample], n_total=1, anchor=anchor)
     held = _grads(trainer)
     trainer.optimizer.zero_grad()
-    batch = collate([anchor], loaded.processor, loaded.tokenizer.pad_token_id, "cpu")
+    batch = collate([sample], loaded.processor, loaded.tokenizer.pad_token_id, "cpu")
     logits = completion_logits(trainer.model, batch)
     with torch.no_grad():
         ref = completion_logits(trainer.ref_model, batch)
@@ -255,9 +263,9 @@ def test_the_keep_holds_an_anchor_whole_answer_included(tiny_settings, tiny_mode
     (3.0 * (ref_logp.exp() * (ref_logp - logp)).sum(-1).mean()).backward()
     for name, grad in _grads(trainer).items():
         torch.testing.assert_close(held[name], grad, atol=1e-5, rtol=1e-3)
-    decision = [s for s in samples if s.stage == "decision"]
-    metrics = trainer.step(decision, "decision", [anchor])
-    assert metrics.anchors == 1  # the keep alone brings the anchors in
+    if anchor:
+        metrics = trainer.step([s for s in samples if s.stage == "decision"], "decision", [sample])
+        assert metrics.anchors == 1  # the keep alone brings the anchors in
 
 
 def test_expected_vote_loss_is_minus_the_expected_reward():
