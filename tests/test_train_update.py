@@ -313,9 +313,10 @@ def test_expected_vote_gradient_moves_toward_the_spy_even_from_a_wrong_sample(ti
 
 
 def test_reasoning_keep_pulls_only_the_reasoning_back_to_the_start_model(tiny_settings, tiny_model, samples):
-    """train.reasoning_keep adds keep * KL(start || policy) over the vocabulary at the
-    reasoning tokens (before the box's content), nothing on the answer: once the policy has
-    moved, the gradient with it minus the gradient without it is exactly that term's gradient,
+    """train.reasoning_keep adds keep * KL(start || policy) over the vocabulary at every token
+    the policy gradient does not train: for a vote taken in expectation, all but its digit
+    (the reasoning, and the "}" and end of turn after the digit): once the policy has moved,
+    the gradient with it minus the gradient without it is exactly that term's gradient,
     computed here by hand; the reference is the frozen start model."""
     tok = tiny_model.tokenizer
     base = samples[0]
@@ -343,8 +344,9 @@ def test_reasoning_keep_pulls_only_the_reasoning_back_to_the_start_model(tiny_se
     logits = completion_logits(trainer.model, batch)
     with torch.no_grad():
         ref = completion_logits(trainer.ref_model, batch)
-    logp, ref_logp = torch.log_softmax(logits, -1)[0, :at], torch.log_softmax(ref, -1)[0, :at]
-    (2.0 * (ref_logp.exp() * (ref_logp - logp)).sum(-1).mean()).backward()
+    logp, ref_logp = torch.log_softmax(logits, -1)[0], torch.log_softmax(ref, -1)[0]
+    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+    (2.0 * torch.cat([kl[:at], kl[at + 1 :]]).mean()).backward()
     by_hand = _grads(trainer)
     assert float(by_hand["model.language_model.layers.0.self_attn.q_proj.weight"].norm()) > 0
     for name, grad in by_hand.items():

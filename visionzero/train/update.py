@@ -260,14 +260,17 @@ class PolicyTrainer:
             vote_logits = logits[rows, vote_at[rows]]
             loss = loss + expected_vote_loss(vote_logits, self._seat_ids, rewards, batch.temperature).sum()
         if keep > 0:
-            # An anchor is held whole: it trains nothing, and its answer (a clue's box) is what
-            # the other stage's gradient would rewrite (the votes' digits leaked into clues).
-            # A completion with no box (answer_start 0: its answer mask is all ones) is all
-            # reasoning: it is held whole too, or an observer that stops closing its checks
-            # drifts unheld (measured: invalid votes 0.10 -> 1.00 in 15 iterations at lr 2e-3).
-            no_box = batch.answer_mask[:, :1]
-            reasoning = 1 - batch.answer_mask * (1 - no_box)
-            held = batch.completion_mask * (1 if anchor else reasoning)
+            # Held: every token the policy gradient does not train. An anchor trains nothing
+            # (its box is what the other stage would rewrite: the votes' digits leaked into
+            # clues); a vote taken in expectation trains its digit alone (left free, the "}"
+            # after it drifted and 0.5 of the votes came out invalid); a completion without a
+            # box has no answer, all of it is reasoning.
+            trained = batch.answer_mask * (1 - batch.answer_mask[:, :1])  # no box: answer_start 0, mask all ones
+            if vote_at is not None:
+                voted = (vote_at > 0).nonzero().squeeze(-1)
+                trained[voted] = 0
+                trained[voted, vote_at[voted]] = 1
+            held = batch.completion_mask * (1 if anchor else 1 - trained)
             loss = loss + keep * forward_kl(logits, ref_logits, held, batch.temperature).sum()
         # Dividing by the step's sequence count makes the accumulated gradient the gradient
         # of the sequence mean, whatever the micro-batch size.
