@@ -230,6 +230,30 @@ def test_anchors_add_only_the_kl_of_the_other_stage(tiny_settings, samples):
     assert none.anchors == 0  # nothing to anchor without a KL term or a keep
 
 
+def _move_away(trainer) -> None:
+    """Perturb the policy so that it differs from the frozen start model (a nonzero KL)."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+
+
+def _keep_grads_by_hand(trainer, loaded, sample, weight: float, skip: int | None = None) -> dict:
+    """Gradients of weight * the mean over the completion's tokens (but `skip`) of the exact
+    KL(start || policy), computed here without the trainer's masks."""
+    trainer.optimizer.zero_grad()
+    batch = collate([sample], loaded.processor, loaded.tokenizer.pad_token_id, "cpu")
+    logits = completion_logits(trainer.model, batch)
+    with torch.no_grad():
+        ref = completion_logits(trainer.ref_model, batch)
+    logp, ref_logp = torch.log_softmax(logits, -1)[0], torch.log_softmax(ref, -1)[0]
+    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+    if skip is not None:
+        kl = torch.cat([kl[:skip], kl[skip + 1 :]])
+    (weight * kl.mean()).backward()
+    return _grads(trainer)
+
+
 @pytest.mark.parametrize(
     "text, stage, anchor",
     [("I see a red cube. \\boxed{There is a red cube.}", "clue", True),  # an anchor, box included
@@ -247,21 +271,11 @@ def test_the_keep_holds_anchors_and_boxless_completions_whole(tiny_settings, tin
     sample = TrainSample(base.prompt_ids, completion, base.images, 0.0, stage, choice_rewards=choices)  # advantage 0 as step() passes anchors
     trainer, loaded = _trainer(tiny_settings, "train.kl_beta=0", "train.reasoning_keep=3.0", "train.reasoning_weight=0.0",
                                "train.vote_gradient=expected")
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in trainer.model.parameters():
-            p.add_(0.02 * torch.randn_like(p))
+    _move_away(trainer)
     trainer.optimizer.zero_grad()
     trainer._accumulate([sample], n_total=1, anchor=anchor)
     held = _grads(trainer)
-    trainer.optimizer.zero_grad()
-    batch = collate([sample], loaded.processor, loaded.tokenizer.pad_token_id, "cpu")
-    logits = completion_logits(trainer.model, batch)
-    with torch.no_grad():
-        ref = completion_logits(trainer.ref_model, batch)
-    logp, ref_logp = torch.log_softmax(logits, -1)[0], torch.log_softmax(ref, -1)[0]
-    (3.0 * (ref_logp.exp() * (ref_logp - logp)).sum(-1).mean()).backward()
-    for name, grad in _grads(trainer).items():
+    for name, grad in _keep_grads_by_hand(trainer, loaded, sample, 3.0).items():
         torch.testing.assert_close(held[name], grad, atol=1e-5, rtol=1e-3)
     if anchor:
         metrics = trainer.step([s for s in samples if s.stage == "decision"], "decision", [sample])
@@ -331,23 +345,12 @@ def test_reasoning_keep_pulls_only_the_reasoning_back_to_the_start_model(tiny_se
     for keep in (0.0, 2.0):
         trainer, loaded = _trainer(tiny_settings, "train.kl_beta=0", "train.vote_gradient=expected",
                                    "train.reasoning_weight=0.0", f"train.reasoning_keep={keep}")
-        torch.manual_seed(0)
-        with torch.no_grad():  # the policy has moved away from the start model
-            for p in trainer.model.parameters():
-                p.add_(0.02 * torch.randn_like(p))
+        _move_away(trainer)
         trainer.optimizer.zero_grad()
         trainer._accumulate([sample], n_total=1)
         grads[keep] = _grads(trainer)
     assert (trainer.ref_model is not None) and all(not p.requires_grad for p in trainer.ref_model.parameters())
-    trainer.optimizer.zero_grad()
-    batch = collate([sample], loaded.processor, loaded.tokenizer.pad_token_id, "cpu")
-    logits = completion_logits(trainer.model, batch)
-    with torch.no_grad():
-        ref = completion_logits(trainer.ref_model, batch)
-    logp, ref_logp = torch.log_softmax(logits, -1)[0], torch.log_softmax(ref, -1)[0]
-    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
-    (2.0 * torch.cat([kl[:at], kl[at + 1 :]]).mean()).backward()
-    by_hand = _grads(trainer)
+    by_hand = _keep_grads_by_hand(trainer, loaded, sample, 2.0, skip=at)
     assert float(by_hand["model.language_model.layers.0.self_attn.q_proj.weight"].norm()) > 0
     for name, grad in by_hand.items():
         torch.testing.assert_close(grads[2.0][name] - grads[0.0].get(name, 0 * grad), grad, atol=1e-5, rtol=1e-3)
