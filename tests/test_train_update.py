@@ -238,9 +238,9 @@ def _move_away(trainer) -> None:
             p.add_(0.02 * torch.randn_like(p))
 
 
-def _keep_grads_by_hand(trainer, loaded, sample, weight: float, skip: int | None = None) -> dict:
-    """Gradients of weight * the mean over the completion's tokens (but `skip`) of the exact
-    KL(start || policy), computed here without the trainer's masks."""
+def _keep_grads_by_hand(trainer, loaded, sample, weight: float, skip: int | None = None, only: int | None = None) -> dict:
+    """Gradients of weight * the mean over the completion's tokens (but `skip`, or `only` that
+    one) of the exact KL(start || policy), computed here without the trainer's masks."""
     trainer.optimizer.zero_grad()
     batch = collate([sample], loaded.processor, loaded.tokenizer.pad_token_id, "cpu")
     logits = completion_logits(trainer.model, batch)
@@ -250,6 +250,8 @@ def _keep_grads_by_hand(trainer, loaded, sample, weight: float, skip: int | None
     kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
     if skip is not None:
         kl = torch.cat([kl[:skip], kl[skip + 1 :]])
+    if only is not None:
+        kl = kl[only : only + 1]
     (weight * kl.mean()).backward()
     return _grads(trainer)
 
@@ -354,6 +356,31 @@ def test_reasoning_keep_pulls_only_the_reasoning_back_to_the_start_model(tiny_se
     assert float(by_hand["model.language_model.layers.0.self_attn.q_proj.weight"].norm()) > 0
     for name, grad in by_hand.items():
         torch.testing.assert_close(grads[2.0][name] - grads[0.0].get(name, 0 * grad), grad, atol=1e-5, rtol=1e-3)
+
+
+def test_vote_keep_pulls_the_digit_back_by_p_minus_ref(tiny_settings, tiny_model, samples):
+    """train.vote_keep adds keep * KL(start || policy) at the vote's digit alone (with the
+    expected vote gradient), so its gradient on each seat's logit is p_k - ref_k, whatever p_k:
+    the gradient with it minus without it is that term's, by hand; it needs the expected gradient."""
+    tok = tiny_model.tokenizer
+    base = samples[0]
+    completion = tok("Player 1: red no. \\boxed{1}", add_special_tokens=False)["input_ids"] + [tiny_model.end_of_turn_id]
+    sample = TrainSample(base.prompt_ids, completion, base.images, 0.5, "decision", choice_rewards=[1.0, -1.0, -1.0, -1.0, -1.0])
+    from visionzero.train.batch import answer_start
+
+    at = answer_start(completion, tok)
+    grads = {}
+    for weight in (0.0, 1.5):
+        trainer, loaded = _trainer(tiny_settings, "train.kl_beta=0", "train.vote_gradient=expected",
+                                   "train.reasoning_weight=0.0", f"train.vote_keep={weight}")
+        _move_away(trainer)
+        trainer.optimizer.zero_grad()
+        trainer._accumulate([sample], n_total=1)
+        grads[weight] = _grads(trainer)
+    for name, grad in _keep_grads_by_hand(trainer, loaded, sample, 1.5, only=at).items():
+        torch.testing.assert_close(grads[1.5][name] - grads[0.0].get(name, 0 * grad), grad, atol=1e-5, rtol=1e-3)
+    with pytest.raises(ValueError, match="vote_gradient=expected"):
+        load_settings(None, ["train.vote_keep=0.1"])
 
 
 @pytest.mark.parametrize("n", [2, 3, 8])

@@ -124,7 +124,7 @@ class PolicyTrainer:
         # The reference is the starting policy. With LoRA it is the same network with the
         # adapters switched off (no second copy in memory); without, a frozen deep copy.
         self.ref_model = None
-        if (train.kl_beta > 0 or train.reasoning_keep > 0) and not train.lora.enabled:
+        if self._needs_reference(train) and not train.lora.enabled:
             ref = reference if reference is not None else copy.deepcopy(loaded.model)
             self.ref_model = ref.eval().requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -145,9 +145,13 @@ class PolicyTrainer:
             return self.accelerator.unwrap_model(self.model).disable_adapter()
         return nullcontext()
 
+    @staticmethod
+    def _needs_reference(train: TrainSettings) -> bool:
+        return train.kl_beta > 0 or train.reasoning_keep > 0 or train.vote_keep > 0
+
     def _ref_logits(self, batch) -> torch.Tensor | None:
-        """The frozen reference's completion logits, when the KL or the reasoning keep needs them."""
-        if self.settings.kl_beta <= 0 and self.settings.reasoning_keep <= 0:
+        """The frozen reference's completion logits, when the KL or a keep needs them."""
+        if not self._needs_reference(self.settings):
             return None
         with torch.no_grad(), self._ref_context():
             ref = self.ref_model if self.ref_model is not None else self.model
@@ -259,6 +263,11 @@ class PolicyTrainer:
             rewards = torch.tensor([micro[i].choice_rewards for i in rows.tolist()], device=logits.device)
             vote_logits = logits[rows, vote_at[rows]]
             loss = loss + expected_vote_loss(vote_logits, self._seat_ids, rewards, batch.temperature).sum()
+            if self.settings.vote_keep > 0:  # a restoring pull not weighted by each seat's own p
+                ref_votes = ref_logits[rows, vote_at[rows]].unsqueeze(1)
+                ones = torch.ones_like(ref_votes[..., 0])
+                digit = forward_kl(vote_logits.unsqueeze(1), ref_votes, ones, batch.temperature)
+                loss = loss + self.settings.vote_keep * digit.sum()
         if keep > 0:
             # Held: every token the policy gradient does not train. An anchor trains nothing
             # (its box is what the other stage would rewrite: the votes' digits leaked into
