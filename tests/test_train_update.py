@@ -256,6 +256,20 @@ def _keep_grads_by_hand(trainer, loaded, sample, weight: float, skip: int | None
     return _grads(trainer)
 
 
+def _gradient_added_by(tiny_settings, sample, key: str, weight: float):
+    """The gradient of one decision sample (expected vote, no KL, credit on the answer) with
+    `key`=weight minus with `key`=0, once the policy has moved; and the trainer with it."""
+    grads = {}
+    for w in (0.0, weight):
+        trainer, loaded = _trainer(tiny_settings, "train.kl_beta=0", "train.vote_gradient=expected",
+                                   "train.reasoning_weight=0.0", f"{key}={w}")
+        _move_away(trainer)
+        trainer.optimizer.zero_grad()
+        trainer._accumulate([sample], n_total=1)
+        grads[w] = _grads(trainer)
+    return {n: g - grads[0.0].get(n, 0 * g) for n, g in grads[weight].items()}, trainer, loaded
+
+
 @pytest.mark.parametrize(
     "text, stage, anchor",
     [("I see a red cube. \\boxed{There is a red cube.}", "clue", True),  # an anchor, box included
@@ -343,19 +357,12 @@ def test_reasoning_keep_pulls_only_the_reasoning_back_to_the_start_model(tiny_se
 
     at = answer_start(completion, tok)
     assert 0 < at < len(completion) - 1
-    grads = {}
-    for keep in (0.0, 2.0):
-        trainer, loaded = _trainer(tiny_settings, "train.kl_beta=0", "train.vote_gradient=expected",
-                                   "train.reasoning_weight=0.0", f"train.reasoning_keep={keep}")
-        _move_away(trainer)
-        trainer.optimizer.zero_grad()
-        trainer._accumulate([sample], n_total=1)
-        grads[keep] = _grads(trainer)
+    added, trainer, loaded = _gradient_added_by(tiny_settings, sample, "train.reasoning_keep", 2.0)
     assert (trainer.ref_model is not None) and all(not p.requires_grad for p in trainer.ref_model.parameters())
     by_hand = _keep_grads_by_hand(trainer, loaded, sample, 2.0, skip=at)
     assert float(by_hand["model.language_model.layers.0.self_attn.q_proj.weight"].norm()) > 0
     for name, grad in by_hand.items():
-        torch.testing.assert_close(grads[2.0][name] - grads[0.0].get(name, 0 * grad), grad, atol=1e-5, rtol=1e-3)
+        torch.testing.assert_close(added[name], grad, atol=1e-5, rtol=1e-3)
 
 
 def test_vote_keep_pulls_the_digit_back_by_p_minus_ref(tiny_settings, tiny_model, samples):
@@ -369,16 +376,9 @@ def test_vote_keep_pulls_the_digit_back_by_p_minus_ref(tiny_settings, tiny_model
     from visionzero.train.batch import answer_start
 
     at = answer_start(completion, tok)
-    grads = {}
-    for weight in (0.0, 1.5):
-        trainer, loaded = _trainer(tiny_settings, "train.kl_beta=0", "train.vote_gradient=expected",
-                                   "train.reasoning_weight=0.0", f"train.vote_keep={weight}")
-        _move_away(trainer)
-        trainer.optimizer.zero_grad()
-        trainer._accumulate([sample], n_total=1)
-        grads[weight] = _grads(trainer)
+    added, trainer, loaded = _gradient_added_by(tiny_settings, sample, "train.vote_keep", 1.5)
     for name, grad in _keep_grads_by_hand(trainer, loaded, sample, 1.5, only=at).items():
-        torch.testing.assert_close(grads[1.5][name] - grads[0.0].get(name, 0 * grad), grad, atol=1e-5, rtol=1e-3)
+        torch.testing.assert_close(added[name], grad, atol=1e-5, rtol=1e-3)
     with pytest.raises(ValueError, match="vote_gradient=expected"):
         load_settings(None, ["train.vote_keep=0.1"])
 
