@@ -17,7 +17,10 @@ the argmax's agreement with each. Training runs on the other rows, 16 per step, 
 
 Options that mirror the loop: --keep w adds w * the NLL of the rows' own (the base's)
 reasoning; --games-per-step k draws each step's rows from k games (the loop's steps held
-whole groups: 2 games of 8 votes); --freeze embeddings keeps the tied embeddings fixed. The
+whole groups: 2 games of 8 votes); --balanced takes as many rows of every spy seat a step
+(train.balanced_seats); --block-steps k trains k steps in a row on one block of 16 games, one
+vote of each a step (an iteration's structure); --freeze embeddings keeps the tied embeddings
+fixed. With --model CKPT/model --steps 0 it is the probe of a checkpoint's copy. The
 held-out `reasoning_nll` (the model's NLL of the base's reasoning) shows what the vote's
 update does to the reasoning.
 
