@@ -144,7 +144,8 @@ def main() -> None:
     by_spy: dict = {}
     for r in train:
         by_spy.setdefault(r["spy"], []).append(r)
-    by_spy_game = {k: sorted({r["game"] for r in rows}) for k, rows in by_spy.items()}
+    by_spy_game = {k: sorted({r["game"] for r in mine}) for k, mine in by_spy.items()}
+    per_seat = 16 // s.game.n_players  # a balanced step's rows (or games) of each spy seat
     if a.freeze == "embeddings":
         model.get_input_embeddings().weight.requires_grad_(False)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr)
@@ -153,15 +154,13 @@ def main() -> None:
     for step in range(1, a.steps + 1):
         if a.block_steps:
             if (step - 1) % a.block_steps == 0:
-                per = 16 // s.game.n_players
-                block = [gid for k in range(1, s.game.n_players + 1) for gid in rng.sample(by_spy_game[k], per)]
+                block = [gid for k in range(1, s.game.n_players + 1) for gid in rng.sample(by_spy_game[k], per_seat)]
             batch = [rng.choice(by_game[gid]) for gid in block]
         elif a.games_per_step:
             chosen = rng.sample(sorted(by_game), a.games_per_step)
             batch = [r for gid in chosen for r in rng.sample(by_game[gid], min(len(by_game[gid]), 16 // a.games_per_step))]
         elif a.balanced:
-            per = 16 // s.game.n_players
-            batch = [r for k in range(1, s.game.n_players + 1) for r in rng.sample(by_spy[k], per)]
+            batch = [r for k in range(1, s.game.n_players + 1) for r in rng.sample(by_spy[k], per_seat)]
         else:
             batch = rng.sample(train, 16)
         logp = torch.log_softmax(digit_logits(model, batch, loaded, digits) / a.temperature, -1)

@@ -270,6 +270,22 @@ def _gradient_added_by(tiny_settings, sample, key: str, weight: float):
     return {n: g - grads[0.0].get(n, 0 * g) for n, g in grads[weight].items()}, trainer, loaded
 
 
+def test_an_anchored_vote_takes_no_expected_reward_gradient(tiny_settings, tiny_model, samples):
+    """In the clue stage the votes are anchors: with vote_gradient=expected they add the KL
+    alone, whose gradient is zero while the policy is the start model; the vote's expected
+    reward (from its choice rewards, not its advantage) must not train it."""
+    base = next(s for s in samples if s.stage == "decision")
+    completion = tiny_model.tokenizer("Player 1: red no. \\boxed{1}", add_special_tokens=False)["input_ids"] + [tiny_model.end_of_turn_id]
+    vote = TrainSample(base.prompt_ids, completion, base.images, 0.0, "decision", choice_rewards=[1.0, -1.0, -1.0, -1.0, -1.0])
+    trainer, _ = _trainer(tiny_settings, "train.vote_gradient=expected", "train.reasoning_weight=0.0", "train.kl_beta=0.5")
+    trainer.optimizer.zero_grad()
+    trainer._accumulate([vote], n_total=1, anchor=True)
+    held = _grads(trainer)
+    assert held and all(float(g.abs().max()) == 0.0 for g in held.values())
+    trainer._accumulate([vote], n_total=1)  # the same vote, trained: its expected reward moves it
+    assert any(float(g.abs().max()) > 0.0 for g in _grads(trainer).values())
+
+
 @pytest.mark.parametrize(
     "text, stage, anchor",
     [("I see a red cube. \\boxed{There is a red cube.}", "clue", True),  # an anchor, box included

@@ -232,7 +232,8 @@ class PolicyTrainer:
 
     def _accumulate(self, micro: Sequence[TrainSample], n_total: int, anchor: bool = False):
         weight, keep = self.settings.reasoning_weight, self.settings.reasoning_keep
-        expected = self._votes_in_expectation(micro)
+        # An anchor adds the hold alone: its votes take no expected-reward gradient either.
+        expected = not anchor and self._votes_in_expectation(micro)
         batch = collate(
             micro, self.loaded.processor, self.pad_id, self.device,
             with_answer_mask=weight < 1.0 or expected or keep > 0, share_prompts=self.share_prompts,
@@ -240,7 +241,7 @@ class PolicyTrainer:
         logits = completion_logits(self.model, batch)
         logp = token_logprobs(logits, batch.completion_ids, batch.temperature)
         old = self._old_logprobs(micro, logp)
-        pg_weight = vote_at = None
+        pg_weight = vote_at = voted = None
         if batch.answer_mask is not None:  # credit on the answer, `weight` of it on the reasoning
             answer = batch.answer_mask
             if expected:  # where the box's content begins; 0 = no box (answer_start), no vote term
@@ -248,6 +249,7 @@ class PolicyTrainer:
                 vote_at = torch.where(has_choices, answer.argmax(-1), torch.zeros_like(has_choices, dtype=torch.long))
                 # a vote taken in expectation leaves its answer out of the sampled term
                 answer = torch.where((vote_at > 0).unsqueeze(-1), torch.zeros_like(answer), answer)
+                voted = (vote_at > 0).nonzero().squeeze(-1)  # the rows whose vote is taken in expectation
             pg_weight = answer + weight * (1 - batch.answer_mask)
         ref_logits = self._ref_logits(batch)
         ref_logp = None
@@ -258,13 +260,12 @@ class PolicyTrainer:
             ref_logp=ref_logp, kl_beta=self.settings.kl_beta, pg_weight=pg_weight,
         )
         loss = parts.loss
-        if vote_at is not None and bool((vote_at > 0).any()):
-            rows = (vote_at > 0).nonzero().squeeze(-1)
-            rewards = torch.tensor([micro[i].choice_rewards for i in rows.tolist()], device=logits.device)
-            vote_logits = logits[rows, vote_at[rows]]
+        if voted is not None and len(voted):
+            rewards = torch.tensor([micro[i].choice_rewards for i in voted.tolist()], device=logits.device)
+            vote_logits = logits[voted, vote_at[voted]]
             loss = loss + expected_vote_loss(vote_logits, self._seat_ids, rewards, batch.temperature).sum()
             if self.settings.vote_keep > 0:  # a restoring pull not weighted by each seat's own p
-                ref_votes = ref_logits[rows, vote_at[rows]].unsqueeze(1)
+                ref_votes = ref_logits[voted, vote_at[voted]].unsqueeze(1)
                 ones = torch.ones_like(ref_votes[..., 0])
                 digit = forward_kl(vote_logits.unsqueeze(1), ref_votes, ones, batch.temperature)
                 loss = loss + self.settings.vote_keep * digit.sum()
@@ -275,8 +276,7 @@ class PolicyTrainer:
             # after it drifted and 0.5 of the votes came out invalid); a completion without a
             # box has no answer, all of it is reasoning.
             trained = batch.answer_mask * (1 - batch.answer_mask[:, :1])  # no box: answer_start 0, mask all ones
-            if vote_at is not None:
-                voted = (vote_at > 0).nonzero().squeeze(-1)
+            if voted is not None:
                 trained[voted] = 0
                 trained[voted, vote_at[voted]] = 1
             held = batch.completion_mask * (1 if anchor else 1 - trained)
