@@ -7,7 +7,7 @@ and its own reading of the reasoning. Input: games played by the model under tes
 exactly one seat ("Player k: <colour> no.") becomes a row (reasoning up to `\\boxed{`, the
 flagged seat, the spy). 300 rows are held out; on them the test reads the model's
 distribution over the seat digits after `\\boxed{` and reports p(flagged seat), p(spy) and
-the argmax's agreement with each. Training runs on the other rows, 16 per step, AdamW:
+the argmax's agreement with each. Training runs on the other rows, 16 per step (--rows), AdamW:
 
   supervised   cross-entropy on the flagged seat's digit (the copy, with true targets)
   sampled      REINFORCE on the digit: a seat sampled at --temperature, reward +1 for the
@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--games-per-step", type=int, default=0, help="draw each step's 16 rows from this many games (the loop's steps hold whole groups: 2 games of 8 votes); 0 = 16 rows from anywhere")
     ap.add_argument("--block-steps", type=int, default=0, help="as the loop does: take 16 games (4 spies a seat) and train --block-steps steps on them, one vote of each game a step, before taking the next 16")
+    ap.add_argument("--rows", type=int, default=16, help="rows per step (a multiple of the seats with --balanced)")
     ap.add_argument("--balanced", action="store_true", help="draw each step's rows with the same number of spies in every seat (no seat-marginal push)")
     ap.add_argument("--every-vote", action="store_true", help="also train on the votes whose reasoning flags no single seat (the loop's other half)")
     ap.add_argument("--keep", type=float, default=0.0, help="weight of the NLL of the rows' own reasoning added to the loss (keeps the reasoning while the vote learns)")
@@ -145,7 +146,7 @@ def main() -> None:
     for r in train:
         by_spy.setdefault(r["spy"], []).append(r)
     by_spy_game = {k: sorted({r["game"] for r in mine}) for k, mine in by_spy.items()}
-    per_seat = 16 // s.game.n_players  # a balanced step's rows (or games) of each spy seat
+    per_seat = a.rows // s.game.n_players  # a balanced step's rows (or games) of each spy seat
     if a.freeze == "embeddings":
         model.get_input_embeddings().weight.requires_grad_(False)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr)
@@ -158,11 +159,11 @@ def main() -> None:
             batch = [rng.choice(by_game[gid]) for gid in block]
         elif a.games_per_step:
             chosen = rng.sample(sorted(by_game), a.games_per_step)
-            batch = [r for gid in chosen for r in rng.sample(by_game[gid], min(len(by_game[gid]), 16 // a.games_per_step))]
+            batch = [r for gid in chosen for r in rng.sample(by_game[gid], min(len(by_game[gid]), a.rows // a.games_per_step))]
         elif a.balanced:
             batch = [r for k in range(1, s.game.n_players + 1) for r in rng.sample(by_spy[k], per_seat)]
         else:
-            batch = rng.sample(train, 16)
+            batch = rng.sample(train, a.rows)
         logp = torch.log_softmax(digit_logits(model, batch, loaded, digits) / a.temperature, -1)
         spy = torch.tensor([r["spy"] - 1 for r in batch])
         idx = torch.arange(len(batch))

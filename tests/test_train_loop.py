@@ -80,6 +80,15 @@ def test_balanced_seats_give_every_iterations_games_as_many_spies_in_each_seat(t
         spo.close()
 
 
+@pytest.mark.parametrize("share", [1.0, 0.25])
+def test_anchor_share_passes_that_share_of_the_other_stages_turns(tiny_settings, tmp_path, share):
+    over = [*SMALL, "train.games_per_iteration=4", "train.anchor_inactive=true", f"train.anchor_share={share}"]
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", *over])
+    metrics = _run(s, tmp_path / "run", simple_pairs(tmp_path / "pairs", 5), 1)
+    clue_turns = 4 * s.game.n_players * s.game.rounds  # the decision stage's anchors: every clue turn
+    assert metrics[-1]["stage"] == "decision" and metrics[-1]["update/anchors"] == round(clue_turns * share)
+
+
 def test_resume_survives_a_torn_metrics_line_and_logs_each_iteration_once(tiny_settings, tmp_path):
     s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", *SMALL])
     pool, run = simple_pairs(tmp_path / "pairs", 5), tmp_path / "run"

@@ -13,7 +13,7 @@ from visionzero.settings import load_settings
 from visionzero.train.batch import collate, completion_logits
 from visionzero.train.loss import clipped_pg_loss, expected_vote_loss, k3_kl, token_logprobs
 from visionzero.train.samples import TrainSample
-from visionzero.train.update import PolicyTrainer, cosine_with_warmup
+from visionzero.train.update import PolicyTrainer, cosine_with_warmup, share_of
 
 pytestmark = pytest.mark.slow
 
@@ -417,3 +417,14 @@ def test_every_step_sees_every_game_unless_groups_are_kept_whole(n):
             assert all(games_seen == set(range(6)) for games_seen in seen)
         else:
             assert sum(len(g) for g in seen) < 6 + 2 * n  # a game is split at most at a slice border
+
+
+def test_share_of_draws_that_share_in_order_from_its_seed():
+    items = list(range(40))
+    assert share_of(items, 1.0, seed=3) == items
+    quarter = share_of(items, 0.25, seed=3)
+    assert len(quarter) == 10 and quarter == sorted(quarter) and set(quarter) <= set(items)
+    assert share_of(items, 0.25, seed=3) == quarter  # the iteration's seed fixes it (resume)
+    assert share_of(items, 0.25, seed=4) != quarter
+    assert share_of(items[:2], 0.1, seed=0) in ([0], [1])  # never empty while there are turns
+    assert share_of([], 0.5, seed=0) == []

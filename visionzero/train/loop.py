@@ -44,7 +44,7 @@ from visionzero.train.checkpoint import (
     set_rng_state,
 )
 from visionzero.train.samples import ScoredGames, score_games, training_samples
-from visionzero.train.update import PolicyTrainer
+from visionzero.train.update import PolicyTrainer, share_of
 
 log = logging.getLogger("visionzero.train")
 METRICS = "metrics.jsonl"
@@ -247,7 +247,10 @@ class IterativeSPO:
         stage = self.controller.stage
         self.trainer.model.train()
         other = "clue" if stage == "decision" else "decision"
-        anchors = training_samples(games, scored, other) if self.settings.train.anchor_inactive else []
+        anchors = []
+        if self.settings.train.anchor_inactive:
+            anchors = share_of(training_samples(games, scored, other), self.settings.train.anchor_share,
+                               derive_seed(self.settings.runtime.seed, "anchors", self.iteration))
         update = self.trainer.step(training_samples(games, scored, stage), stage, anchors)
         self.rae = scored.rae
         switch = self.controller.update(scored.stats["vote_accuracy"], scored.stats["na_rate"])

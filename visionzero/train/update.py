@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -91,6 +92,15 @@ def step_slices(samples: Sequence[TrainSample], n: int, mix: str) -> list[list[T
         for k in range(n):
             out[(k + r) % n].extend(_slice(run, k, n))
     return out
+
+
+def share_of(items: Sequence, share: float, seed: int) -> list:
+    """A random `share` of `items` (at least one when there are any), drawn from `seed` and
+    kept in their order so a game's turns stay together; share 1 returns them all."""
+    if share >= 1.0 or not items:
+        return list(items)
+    k = max(1, round(len(items) * share))
+    return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), k))]
 
 
 class PolicyTrainer:
