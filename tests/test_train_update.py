@@ -428,3 +428,24 @@ def test_share_of_draws_that_share_in_order_from_its_seed():
     assert share_of(items, 0.25, seed=4) != quarter
     assert share_of(items[:2], 0.1, seed=0) in ([0], [1])  # never empty while there are turns
     assert share_of([], 0.5, seed=0) == []
+
+
+def test_the_reported_loss_includes_the_expected_vote_term(tiny_settings, tiny_model, samples):
+    """With the vote taken in expectation and no credit on the reasoning, the clipped term is
+    zero: the logged loss must be the expected vote's, -sum_k p_k (r_k - r_other)."""
+    base = next(s for s in samples if s.stage == "decision")
+    completion = tiny_model.tokenizer("Player 1: red no. \\boxed{1}", add_special_tokens=False)["input_ids"] + [tiny_model.end_of_turn_id]
+    rewards = [1.0, -1.0, -1.0, -1.0, -1.0]
+    vote = TrainSample(base.prompt_ids, completion, base.images, 0.5, "decision", choice_rewards=rewards)
+    trainer, loaded = _trainer(tiny_settings, "train.vote_gradient=expected", "train.reasoning_weight=0.0", "train.kl_beta=0")
+    batch = collate([vote], loaded.processor, loaded.tokenizer.pad_token_id, "cpu", with_answer_mask=True)
+    with torch.no_grad():
+        logits = completion_logits(trainer.model, batch)[0]
+    at = int(batch.answer_mask[0].argmax())  # the vote's digit
+    by_hand = float(expected_vote_loss(logits[at : at + 1], trainer_seat_ids(loaded, 4), torch.tensor([rewards])))
+    assert by_hand < 0  # -2 p(seat 1): the spy's gain over "anything else" is 2, the others' 0
+    assert trainer.step([vote], "decision").loss == pytest.approx(by_hand, rel=1e-4)
+
+
+def trainer_seat_ids(loaded, n: int) -> torch.Tensor:
+    return torch.tensor([loaded.tokenizer(str(k), add_special_tokens=False)["input_ids"][0] for k in range(1, n + 1)])

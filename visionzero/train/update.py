@@ -298,7 +298,8 @@ class PolicyTrainer:
             ent = token_entropy(logits.detach(), batch.temperature)
             mask = batch.completion_mask.float()
             entropy = float(((ent * mask).sum(-1) / mask.sum(-1).clamp(min=1)).sum())
-        return parts, entropy
+        # the reported loss is all of it: the expected vote term and the keeps included
+        return replace(parts, loss=loss.detach()), entropy
 
     @torch.no_grad()
     def _with_behaviour_logprobs(self, samples: list[TrainSample]) -> list[TrainSample]:
