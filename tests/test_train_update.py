@@ -449,3 +449,33 @@ def test_the_reported_loss_includes_the_expected_vote_term(tiny_settings, tiny_m
 
 def trainer_seat_ids(loaded, n: int) -> torch.Tensor:
     return torch.tensor([loaded.tokenizer(str(k), add_special_tokens=False)["input_ids"][0] for k in range(1, n + 1)])
+
+
+def test_vote_std_divides_the_vote_gradient_by_the_rewards_std_under_the_policy(tiny_settings, tiny_model, samples):
+    """train.vote_std: the expected vote's gradient, divided by the standard deviation of the
+    vote's reward when the seat is drawn from the policy (GRPO's normalisation in expectation)."""
+    base = next(s for s in samples if s.stage == "decision")
+    completion = tiny_model.tokenizer("Player 2: red no. \\boxed{2}", add_special_tokens=False)["input_ids"] + [tiny_model.end_of_turn_id]
+    rewards = [-1.0, 1.0, -1.0, -1.0, -0.5]  # the spy in seat 2; anything but a seat -0.5
+    vote = TrainSample(base.prompt_ids, completion, base.images, 0.0, "decision", choice_rewards=rewards)
+    grads = {}
+    for std in ("false", "true"):
+        trainer, loaded = _trainer(tiny_settings, "train.vote_gradient=expected", "train.reasoning_weight=0.0",
+                                   "train.kl_beta=0", f"train.vote_std={std}")
+        trainer.optimizer.zero_grad()
+        trainer._accumulate([vote], n_total=1)
+        grads[std] = _grads(trainer)
+    batch = collate([vote], loaded.processor, loaded.tokenizer.pad_token_id, "cpu", with_answer_mask=True)
+    with torch.no_grad():
+        logits = completion_logits(trainer.model, batch)[0]
+    probs = torch.softmax(logits[int(batch.answer_mask[0].argmax())], -1)
+    p = [float(probs[i]) for i in trainer_seat_ids(loaded, 4)]
+    outcomes = [*zip(p, rewards[:4]), (1 - sum(p), rewards[4])]  # each seat, then everything else
+    mean = sum(q * r for q, r in outcomes)
+    std = sum(q * (r - mean) ** 2 for q, r in outcomes) ** 0.5
+    assert 0 < std < 1
+    assert any(float(g.abs().max()) > 0 for g in grads["false"].values())
+    for name, grad in grads["false"].items():
+        torch.testing.assert_close(grads["true"][name], grad / (std + 1e-4), atol=1e-6, rtol=1e-3)
+    with pytest.raises(ValueError, match="vote_gradient=expected"):
+        load_settings(None, ["train.vote_std=true"])

@@ -269,6 +269,7 @@ class TrainSettings(Section):
     reasoning_weight: float = Field(1.0, ge=0.0, le=1.0, description="Weight of the policy-gradient term on reasoning tokens relative to the answer (from the last \\boxed on): 1 = every token alike (paper); below 1 puts the advantage where the vote or clue is decided (the KL still covers every token).")
     reasoning_keep: float = Field(0.0, ge=0.0, description="Weight of the exact KL(start model || policy) over the whole vocabulary at every token the policy gradient does not train (the reasoning before the answer; with vote_gradient=expected all but the vote's digit; anchors and box-less votes whole): distillation that holds them at the start model's while the advantage trains the answer, so a gradient on the vote alone cannot rewrite the reasoning through the shared weights (AdamW moves every weight at the lr whatever its gradient's size); 0 = the paper.")
     vote_gradient: Literal["sampled", "expected"] = Field("sampled", description="The vote token's policy gradient: sampled = from the sampled seat and its group advantage (GRPO, the paper); expected = the exact gradient of its expected reward over every seat (each seat's reward is verifiable), same objective without the vote's sampling noise (train/loss.py).")
+    vote_std: bool = Field(False, description="With vote_gradient=expected: divide each vote's expected-reward term by the standard deviation of its reward under the policy (GRPO's (r - mean) / (std + eps), taken in expectation), so the push on the right seat is ~sqrt(q(1-q)) instead of 2q(1-q) of its probability q and a seat the vote has nearly abandoned still comes back (train/loss.py); False = the raw expected reward.")
     vote_keep: float = Field(0.0, ge=0.0, description="With vote_gradient=expected: weight of the exact KL(start model || policy) at the vote's digit. Its gradient on seat k's logit is p_k - ref_k, not weighted by p_k as the expected reward's is, so a seat the vote has abandoned is pulled back (without it the vote collapsed onto two seats, docs/learning.md section 6); 0 = the paper.")
     micro_batch_size: int = Field(8, ge=1, description="Sequences per forward/backward pass (a multiple of game.group_size lets the votes share their prompt).")
     share_prompts: bool = Field(True, description="Run a group's common prompt once and its completions on the repeated KV cache: the same loss and gradients, a ~3x faster vote-stage update (bench_update; off with gradient checkpointing).")
@@ -285,6 +286,8 @@ class TrainSettings(Section):
     def _vote_keep(self) -> "TrainSettings":
         if self.vote_keep > 0 and self.vote_gradient != "expected":
             raise ValueError("train.vote_keep holds the vote taken in expectation: set train.vote_gradient=expected")
+        if self.vote_std and self.vote_gradient != "expected":
+            raise ValueError("train.vote_std normalises the vote taken in expectation: set train.vote_gradient=expected")
         return self
 
 

@@ -117,18 +117,31 @@ def clipped_pg_loss(
 
 
 def expected_vote_loss(vote_logits: torch.Tensor, seat_ids: torch.Tensor, choice_rewards: torch.Tensor,
-                       temperature: float = 1.0) -> torch.Tensor:
+                       temperature: float = 1.0, normalize: bool = False, eps: float = 1e-4) -> torch.Tensor:
     """Minus the expected reward of the vote token, up to a constant, per sequence.
 
     vote_logits: [B, V], the logits where the box's content begins; seat_ids: [n], the token
     of each seat's digit; choice_rewards: [B, n + 1], the reward of naming seat k, then of any
     other token (N/A, a malformed answer). Since the probabilities sum to one,
     E[r] = r_other + sum_k p_k (r_k - r_other); the constant drops out of the gradient.
-    Returns [B].
+
+    `normalize` (train.vote_std): divide by the reward's standard deviation under the policy,
+    std_{k ~ pi}(r_k) + eps, held constant: GRPO's group normalisation (r - mean) / (std + eps)
+    taken in expectation instead of over G samples. The gradient on the right seat's logit
+    becomes ~sqrt(q (1 - q)) instead of 2 q (1 - q) (q = its probability), so a seat the vote
+    has nearly abandoned still gets a push back when it is right. Returns [B].
     """
     p = torch.softmax(_tempered(vote_logits, temperature), dim=-1)[:, seat_ids]
-    gain = choice_rewards[:, :-1] - choice_rewards[:, -1:]
-    return -(p * gain.to(p.dtype)).sum(-1)
+    rewards = choice_rewards.to(p.dtype)
+    gain = rewards[:, :-1] - rewards[:, -1:]
+    loss = -(p * gain).sum(-1)
+    if normalize:
+        with torch.no_grad():
+            probs = torch.cat([p, (1 - p.sum(-1, keepdim=True)).clamp(min=0)], dim=-1)  # the seats, then the rest
+            mean = (probs * rewards).sum(-1, keepdim=True)
+            std = ((probs * (rewards - mean) ** 2).sum(-1)).sqrt()
+        loss = loss / (std + eps)
+    return loss
 
 
 

@@ -273,7 +273,7 @@ class PolicyTrainer:
         if voted is not None and len(voted):
             rewards = torch.tensor([micro[i].choice_rewards for i in voted.tolist()], device=logits.device)
             vote_logits = logits[voted, vote_at[voted]]
-            loss = loss + expected_vote_loss(vote_logits, self._seat_ids, rewards, batch.temperature).sum()
+            loss = loss + expected_vote_loss(vote_logits, self._seat_ids, rewards, batch.temperature, self.settings.vote_std).sum()
             if self.settings.vote_keep > 0:  # a restoring pull not weighted by each seat's own p
                 ref_votes = ref_logits[voted, vote_at[voted]].unsqueeze(1)
                 ones = torch.ones_like(ref_votes[..., 0])
