@@ -42,6 +42,7 @@ from visionzero.models import load_model
 from visionzero.settings import load_settings
 from visionzero.train.batch import collate
 from visionzero.train.samples import TrainSample
+from visionzero.train.update import cosine_with_warmup
 
 CHECK = re.compile(r"Player\s*(\d)\s*:\s*([a-z]+)\s+(yes|no)")
 
@@ -116,6 +117,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--games-per-step", type=int, default=0, help="draw each step's 16 rows from this many games (the loop's steps hold whole groups: 2 games of 8 votes); 0 = 16 rows from anywhere")
     ap.add_argument("--block-steps", type=int, default=0, help="as the loop does: take 16 games (4 spies a seat) and train --block-steps steps on them, one vote of each game a step, before taking the next 16")
+    ap.add_argument("--split", choices=["games", "rows"], default="games", help="hold out whole games (default) or rows (the first version: a test row's game is trained on through its other votes)")
+    ap.add_argument("--cosine", action="store_true", help="decay the lr to 0 over --steps by a cosine (the loop's schedule) instead of holding it")
     ap.add_argument("--rows", type=int, default=16, help="rows per step (a multiple of the seats with --balanced)")
     ap.add_argument("--balanced", action="store_true", help="draw each step's rows with the same number of spies in every seat (no seat-marginal push)")
     ap.add_argument("--every-vote", action="store_true", help="also train on the votes whose reasoning flags no single seat (the loop's other half)")
@@ -133,9 +136,21 @@ def main() -> None:
         ap.error("--every-vote trains on votes with no flagged seat: use --mode expected or sampled")
     rows = rows_from_games(a.games, tok, a.every_vote)
     flagged = [r for r in rows if r["flag"] is not None]
-    random.Random(a.seed).shuffle(flagged)
-    test = flagged[:300]  # always measured on single-flag votes
-    train = flagged[300:] + [r for r in rows if r["flag"] is None]
+    if a.split == "games":  # held-out games: no row of a test game is trained on (a game's spy could be memorised)
+        games = sorted({r["game"] for r in rows})
+        random.Random(a.seed).shuffle(games)
+        test_games, n = set(), 0
+        for gid in games:
+            if n >= 300:
+                break
+            test_games.add(gid)
+            n += sum(r["game"] == gid for r in flagged)
+        test = [r for r in flagged if r["game"] in test_games][:300]
+        train = [r for r in rows if r["game"] not in test_games and (r["flag"] is not None or a.every_vote)]
+    else:  # rows: the first version's split, test rows share their games with trained rows
+        random.Random(a.seed).shuffle(flagged)
+        test = flagged[:300]  # always measured on single-flag votes
+        train = flagged[300:] + [r for r in rows if r["flag"] is None]
     print(f"{len(flagged)} single-flag votes of {len(rows)} rows; the flagged seat is the spy in "
           f"{sum(r['flag'] == r['spy'] for r in flagged) / len(flagged):.3f}")
     print("step 0: " + ", ".join(f"{k} {v:.3f}" for k, v in heldout(model, test, loaded, digits, a.temperature).items()), flush=True)
@@ -150,6 +165,7 @@ def main() -> None:
     if a.freeze == "embeddings":
         model.get_input_embeddings().weight.requires_grad_(False)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: cosine_with_warmup(k, a.steps, 0) if a.cosine else 1.0)
     rng, start = random.Random(a.seed + 1), time.perf_counter()
     model.train()
     for step in range(1, a.steps + 1):
@@ -182,6 +198,7 @@ def main() -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sched.step()
         if step % 50 == 0:
             m = heldout(model, test, loaded, digits, a.temperature)
             print(f"step {step} ({time.perf_counter() - start:.0f} s): " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()), flush=True)
