@@ -34,6 +34,7 @@ import json
 import random
 import re
 import time
+from collections import Counter
 
 import torch
 
@@ -42,7 +43,7 @@ from visionzero.models import load_model
 from visionzero.settings import load_settings
 from visionzero.train.batch import collate
 from visionzero.train.samples import TrainSample
-from visionzero.train.update import cosine_with_warmup
+from visionzero.train.update import cosine_with_warmup, seat_token_ids
 
 CHECK = re.compile(r"Player\s*(\d)\s*:\s*([a-z]+)\s+(yes|no)")
 
@@ -131,12 +132,13 @@ def main() -> None:
     s = load_settings("params.yaml", a.set)
     loaded = load_model(s.model, s.runtime, spec=a.model or starting_spec(s))
     tok, model = loaded.tokenizer, loaded.model
-    digits = [tok(str(k), add_special_tokens=False)["input_ids"][0] for k in range(1, s.game.n_players + 1)]
+    digits = seat_token_ids(tok, s.game.n_players)
     if a.every_vote and a.mode == "supervised":
         ap.error("--every-vote trains on votes with no flagged seat: use --mode expected or sampled")
     rows = rows_from_games(a.games, tok, a.every_vote)
     flagged = [r for r in rows if r["flag"] is not None]
     if a.split == "games":  # held-out games: no row of a test game is trained on (a game's spy could be memorised)
+        flags_of = Counter(r["game"] for r in flagged)
         games = sorted({r["game"] for r in rows})
         random.Random(a.seed).shuffle(games)
         test_games, n = set(), 0
@@ -144,7 +146,7 @@ def main() -> None:
             if n >= 300:
                 break
             test_games.add(gid)
-            n += sum(r["game"] == gid for r in flagged)
+            n += flags_of[gid]
         test = [r for r in flagged if r["game"] in test_games][:300]
         train = [r for r in rows if r["game"] not in test_games and (r["flag"] is not None or a.every_vote)]
     else:  # rows: the first version's split, test rows share their games with trained rows

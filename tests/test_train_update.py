@@ -13,7 +13,7 @@ from visionzero.settings import load_settings
 from visionzero.train.batch import collate, completion_logits
 from visionzero.train.loss import clipped_pg_loss, expected_vote_loss, k3_kl, token_logprobs
 from visionzero.train.samples import TrainSample
-from visionzero.train.update import PolicyTrainer, cosine_with_warmup, share_of
+from visionzero.train.update import PolicyTrainer, cosine_with_warmup, seat_token_ids, share_of
 
 pytestmark = pytest.mark.slow
 
@@ -442,13 +442,10 @@ def test_the_reported_loss_includes_the_expected_vote_term(tiny_settings, tiny_m
     with torch.no_grad():
         logits = completion_logits(trainer.model, batch)[0]
     at = int(batch.answer_mask[0].argmax())  # the vote's digit
-    by_hand = float(expected_vote_loss(logits[at : at + 1], trainer_seat_ids(loaded, 4), torch.tensor([rewards])))
+    by_hand = float(expected_vote_loss(logits[at : at + 1], torch.tensor(seat_token_ids(loaded.tokenizer, 4)), torch.tensor([rewards])))
     assert by_hand < 0  # -2 p(seat 1): the spy's gain over "anything else" is 2, the others' 0
     assert trainer.step([vote], "decision").loss == pytest.approx(by_hand, rel=1e-4)
 
-
-def trainer_seat_ids(loaded, n: int) -> torch.Tensor:
-    return torch.tensor([loaded.tokenizer(str(k), add_special_tokens=False)["input_ids"][0] for k in range(1, n + 1)])
 
 
 def test_vote_std_divides_the_vote_gradient_by_the_rewards_std_under_the_policy(tiny_settings, tiny_model, samples):
@@ -469,7 +466,7 @@ def test_vote_std_divides_the_vote_gradient_by_the_rewards_std_under_the_policy(
     with torch.no_grad():
         logits = completion_logits(trainer.model, batch)[0]
     probs = torch.softmax(logits[int(batch.answer_mask[0].argmax())], -1)
-    p = [float(probs[i]) for i in trainer_seat_ids(loaded, 4)]
+    p = [float(probs[i]) for i in seat_token_ids(loaded.tokenizer, 4)]
     outcomes = [*zip(p, rewards[:4]), (1 - sum(p), rewards[4])]  # each seat, then everything else
     mean = sum(q * r for q, r in outcomes)
     std = sum(q * (r - mean) ** 2 for q, r in outcomes) ** 0.5

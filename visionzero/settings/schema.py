@@ -283,7 +283,7 @@ class TrainSettings(Section):
     lora: LoraSettings = Field(default_factory=LoraSettings, description="Optional LoRA.")
 
     @model_validator(mode="after")
-    def _vote_keep(self) -> "TrainSettings":
+    def _expected_vote_options(self) -> "TrainSettings":
         if self.vote_keep > 0 and self.vote_gradient != "expected":
             raise ValueError("train.vote_keep holds the vote taken in expectation: set train.vote_gradient=expected")
         if self.vote_std and self.vote_gradient != "expected":

@@ -94,6 +94,14 @@ def step_slices(samples: Sequence[TrainSample], n: int, mix: str) -> list[list[T
     return out
 
 
+def seat_token_ids(tokenizer, n: int) -> list[int]:
+    """The token id of each seat's number 1..n (the vote's digit); each must be one token."""
+    ids = [tokenizer(str(k), add_special_tokens=False)["input_ids"] for k in range(1, n + 1)]
+    if any(len(i) != 1 for i in ids):
+        raise ValueError("train.vote_gradient=expected needs each seat number to be one token")
+    return [i[0] for i in ids]
+
+
 def share_of(items: Sequence, share: float, seed: int) -> list:
     """A random `share` of `items` (at least one when there are any), drawn from `seed` and
     kept in their order so a game's turns stay together; share 1 returns them all."""
@@ -232,12 +240,8 @@ class PolicyTrainer:
         if self.settings.vote_gradient != "expected" or not any(s.choice_rewards for s in micro):
             return False
         if self._seat_ids is None:
-            tok = self.loaded.tokenizer
             n = max(len(s.choice_rewards) - 1 for s in micro if s.choice_rewards)
-            ids = [tok(str(k), add_special_tokens=False)["input_ids"] for k in range(1, n + 1)]
-            if any(len(i) != 1 for i in ids):
-                raise ValueError("train.vote_gradient=expected needs each seat number to be one token")
-            self._seat_ids = torch.tensor([i[0] for i in ids], device=self.device)
+            self._seat_ids = torch.tensor(seat_token_ids(self.loaded.tokenizer, n), device=self.device)
         return True
 
     def _accumulate(self, micro: Sequence[TrainSample], n_total: int, anchor: bool = False):
