@@ -9,6 +9,7 @@ import re
 import pytest
 
 from visionzero.eval.game_eval import clue_scene_metrics, game_metrics, play_selfplay
+from visionzero.eval.heldout import EvalSet
 from visionzero.eval.results import (
     append_curve,
     curve_series,
@@ -16,6 +17,7 @@ from visionzero.eval.results import (
     read_results,
     write_results,
 )
+from visionzero.eval.runner import evaluate_policies
 from visionzero.eval.winrate import match_games, play_match, wilson_interval
 from visionzero.rollout.engine import derive_seed
 from visionzero.rollout.types import Completion
@@ -89,6 +91,7 @@ class Recorder:
 
     def generate(self, requests, sampling, seed=0):
         self.calls.append([(r.game_id, r.stage, r.seat) for r in requests])
+        self.samplings = [*getattr(self, "samplings", []), (requests[0].stage, sampling.temperature, sampling.n)]
         return self.inner.generate(requests, sampling, seed)
 
 
@@ -211,6 +214,21 @@ def test_routing_gives_each_side_its_seats_in_one_batch_per_turn(pairs, voting):
     assert voters == ({0} if voting == "observer" else {1, 2, 3, 4})
     for m in result.matches:  # the spy never votes
         assert all(t.seat != m.game.spy_seat for t in m.game.decision_turns)
+
+
+@pytest.mark.parametrize("temperature", ["0.0", "null", "0.3"])
+def test_held_out_games_are_played_at_the_eval_temperature(pairs, temperature):
+    s = load_settings(None, [f"eval.temperature={temperature}", "eval.vqa_per_type=0"])
+    cand, opp = Recorder(Player(0.5, 0.7)), Recorder(Player(0.5, 0.7))
+    report = evaluate_policies(cand, opp, EvalSet(pairs[:6], [], 0), s)
+    want = {"0.0": (0.0, 0.0), "null": (s.game.clue.temperature, s.game.decision.temperature), "0.3": (0.3, 0.3)}[temperature]
+    for stage, t, n in cand.samplings + opp.samplings:
+        assert t == want[stage == "decision"], (stage, t)
+        # greedy votes are identical: one is decoded per game and copied G times
+        assert n == (1 if stage == "clue" or t == 0 else s.game.group_size)
+    assert all(len(g.decision_turns) == s.game.group_size for g in report.selfplay)
+    if temperature == "0.0":
+        assert all(len({t.text for t in g.decision_turns}) == 1 for g in report.selfplay)
 
 
 def test_wilson_interval():

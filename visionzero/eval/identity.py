@@ -19,7 +19,7 @@ from visionzero.settings import Settings
 
 IDENTITY_FILE = "identity.json"
 # Evaluation settings that change the numbers without changing the set's fingerprint.
-_PROTOCOL_EVAL_KEYS = ("match", "max_new_tokens", "vqa_temperature")
+_PROTOCOL_EVAL_KEYS = ("match", "max_new_tokens", "vqa_temperature", "temperature")
 
 
 def protocol_digest(settings: Settings) -> str:

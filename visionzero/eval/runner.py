@@ -23,6 +23,7 @@ from visionzero.game.rules import clue_turn_order
 from visionzero.rollout.engine import derive_seed
 from visionzero.rollout.types import Policy, Sampling
 from visionzero.settings import Settings
+from visionzero.settings.schema import GameSettings
 
 Progress = Callable[[str], None]
 
@@ -52,6 +53,21 @@ def count_steps(eval_set: EvalSet, settings: Settings, with_match: bool = True) 
     return turns + (turns if with_match else 0) + batches
 
 
+def eval_game_settings(settings: Settings) -> GameSettings:
+    """The rules the held-out games are played by: the game's, with eval.temperature (when
+    set) on the clue and vote turns. Greedy by default: sampling at the training temperature
+    scores a policy's noise along with its choices (a vote that puts 0.45 on the right seat
+    is right 45% of the time sampled, every time greedy)."""
+    temperature = settings.eval.temperature
+    game = settings.game
+    if temperature is None:
+        return game
+    return game.model_copy(update={
+        "clue": game.clue.model_copy(update={"temperature": temperature}),
+        "decision": game.decision.model_copy(update={"temperature": temperature}),
+    })  # fmt: skip
+
+
 def vqa_sampling(settings: Settings) -> Sampling:
     return Sampling(settings.eval.max_new_tokens, settings.eval.vqa_temperature)
 
@@ -68,7 +84,8 @@ def evaluate_policies(
     seconds: dict[str, float] = {}
     tokens: dict[str, int] = {}
     t0 = time.perf_counter()
-    games, stats = play_selfplay(candidate, eval_set.pairs, settings.game, seed, on_turn=progress)
+    rules = eval_game_settings(settings)
+    games, stats = play_selfplay(candidate, eval_set.pairs, rules, seed, on_turn=progress)
     seconds["selfplay"], tokens["selfplay"] = time.perf_counter() - t0, stats.generated_tokens
     metrics = game_metrics(games)
     metrics.update(clue_scene_metrics(games, scene_colors(eval_set.pairs)))
@@ -76,7 +93,7 @@ def evaluate_policies(
     if opponent is not None:
         t0 = time.perf_counter()
         pairs = match_pairs(eval_set, settings.eval.games)
-        match = play_match(candidate, opponent, pairs, settings.game, seed, settings.eval.confidence, on_turn=progress)
+        match = play_match(candidate, opponent, pairs, rules, seed, settings.eval.confidence, on_turn=progress)
         seconds["match"] = time.perf_counter() - t0
         tokens["match"] = match.stats.generated_tokens if match.stats else 0
         metrics.update(match.metrics())

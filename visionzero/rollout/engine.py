@@ -102,9 +102,10 @@ class GameEngine:
         results: dict[int, list[PolicyCompletion]] = {}
         for n in sorted({r.n_samples for r in flat}):
             chosen = [i for i, r in enumerate(flat) if r.n_samples == n]
-            decision = Sampling.from_settings(self.settings.decision, n=n)
+            copies = n if self.settings.decision.temperature <= 0 else 1  # greedy samples are identical: decode one
+            decision = Sampling.from_settings(self.settings.decision, n=n // copies)
             out = self._generate([flat[i] for i in chosen], decision, derive_seed(seed, "decision", n), stats)
-            results.update(zip(chosen, out))
+            results.update(zip(chosen, (samples * copies for samples in out)))
         index = 0
         for game, reqs in zip(games, per_game):
             completions = []

@@ -315,6 +315,10 @@ class EvalSettings(Section):
     seed: int = Field(0, ge=0, description="Seed of the evaluation set (spy seats, questions, sampling), apart from runtime.seed so every model meets identical games.")
     confidence: float = Field(0.95, gt=0.0, lt=1.0, description="Confidence level of the win-rate interval (Wilson score).")
     vqa_temperature: float = Field(0.0, ge=0.0, le=5.0, description="Sampling temperature of VQA answers; 0 = greedy.")
+    temperature: float | None = Field(
+        0.0, ge=0.0, le=5.0,
+        description="Sampling temperature of the held-out games' clue and vote turns; 0 = greedy (a policy's own choices, as verl validates), null = the game's training temperatures (game.clue/decision.temperature).",
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- tracking
