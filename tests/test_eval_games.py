@@ -87,11 +87,11 @@ class Recorder:
     """Records what each call asked, then delegates."""
 
     def __init__(self, inner):
-        self.inner, self.calls = inner, []
+        self.inner, self.calls, self.samplings = inner, [], []
 
     def generate(self, requests, sampling, seed=0):
         self.calls.append([(r.game_id, r.stage, r.seat) for r in requests])
-        self.samplings = [*getattr(self, "samplings", []), (requests[0].stage, sampling.temperature, sampling.n)]
+        self.samplings.append((requests[0].stage, sampling.temperature, sampling.n))
         return self.inner.generate(requests, sampling, seed)
 
 

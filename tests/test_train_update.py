@@ -447,7 +447,6 @@ def test_the_reported_loss_includes_the_expected_vote_term(tiny_settings, tiny_m
     assert trainer.step([vote], "decision").loss == pytest.approx(by_hand, rel=1e-4)
 
 
-
 def test_vote_std_divides_the_vote_gradient_by_the_rewards_std_under_the_policy(tiny_settings, tiny_model, samples):
     """train.vote_std: the expected vote's gradient, divided by the standard deviation of the
     vote's reward when the seat is drawn from the policy (GRPO's normalisation in expectation)."""

@@ -14,7 +14,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from visionzero.game import (
     ChatRequest,
@@ -102,8 +102,9 @@ class GameEngine:
         results: dict[int, list[PolicyCompletion]] = {}
         for n in sorted({r.n_samples for r in flat}):
             chosen = [i for i, r in enumerate(flat) if r.n_samples == n]
-            copies = n if self.settings.decision.temperature <= 0 else 1  # greedy samples are identical: decode one
-            decision = Sampling.from_settings(self.settings.decision, n=n // copies)
+            decision = Sampling.from_settings(self.settings.decision, n=n)
+            copies = n if decision.greedy else 1  # greedy samples are identical: decode one, copy it
+            decision = replace(decision, n=n // copies)
             out = self._generate([flat[i] for i in chosen], decision, derive_seed(seed, "decision", n), stats)
             results.update(zip(chosen, (samples * copies for samples in out)))
         index = 0

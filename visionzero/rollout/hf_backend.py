@@ -83,7 +83,7 @@ class HFPolicy:
         """
         from transformers import GenerationConfig
 
-        greedy = sampling.temperature <= 0
+        greedy = sampling.greedy
         sampler = {} if greedy else dict(  # top_k 0 = off (unset would mean the default 50)
             temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
         )  # fmt: skip

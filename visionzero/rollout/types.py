@@ -27,6 +27,11 @@ class Sampling:
     top_k: int = 0
     n: int = 1  # samples per request (the observer's G votes)
 
+    @property
+    def greedy(self) -> bool:
+        """Temperature 0 (or below): the argmax token at every step, so every sample is the same."""
+        return self.temperature <= 0
+
     @classmethod
     def from_settings(cls, gen, n: int = 1) -> "Sampling":
         return cls(gen.max_new_tokens, gen.temperature, gen.top_p, gen.top_k, n)

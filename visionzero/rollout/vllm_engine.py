@@ -33,7 +33,7 @@ SUPPRESS_BIAS = -100.0  # vLLM clamps logit_bias to [-100, 100]
 
 def sampling_kwargs(sampling: Sampling, seed: int, end_of_turn_id: int, suppressed_ids: Sequence[int]) -> dict[str, Any]:
     """Keyword arguments of one request's `vllm.SamplingParams`."""
-    greedy = sampling.temperature <= 0
+    greedy = sampling.greedy
     return {
         "n": sampling.n,
         "temperature": 0.0 if greedy else sampling.temperature,
