@@ -52,10 +52,15 @@ def test_sigkills_at_random_moments_change_nothing(tiny_settings, tmp_path, repo
         if len(kills) >= 5:
             assert child.wait(timeout=600) == 0, child.stderr.read()
             break
-        in_checkpoint = len(kills) % 2 == 0  # alternately: inside a checkpoint write, at a random moment
-        deadline = time.monotonic() + (300 if in_checkpoint else rng.uniform(2.0, 12.0))
+        # alternately: inside a checkpoint write; at a random moment of the iteration after the
+        # next one ends (a fixed clock would miss a run that finishes first on a fast machine)
+        in_checkpoint = len(kills) % 2 == 0
+        done, deadline = len(read_metrics(chaos)), time.monotonic() + 300
         while child.poll() is None and time.monotonic() < deadline:
             if in_checkpoint and _writing_checkpoint(chaos):
+                break
+            if not in_checkpoint and len(read_metrics(chaos)) > done:
+                time.sleep(rng.uniform(0.0, 1.0))
                 break
             time.sleep(0.002)
         if child.poll() is None:
