@@ -163,7 +163,10 @@ def test_repro_runs_everything_then_nothing(reproduced):
     assert summary["iteration"] == 1
     results = json.loads((repo / "runs/eval/results.json").read_text())
     assert "win_rate" in results
-    assert json.loads((repo / "runs/register/decision.json").read_text())["promoted"] is True
+    decision = json.loads((repo / "runs/register/decision.json").read_text())
+    # the register stage ran the gate: 2 held-out games cannot show a won match (Wilson low < 0.5)
+    assert results["match/ci_low"] < 0.5 and decision["promoted"] is False
+    assert decision["reason"].startswith("not shown to beat the frozen opponent")
 
     second = _run([*DVC, "repro"], repo, env)
     assert "Running stage" not in second and "up to date" in second

@@ -102,7 +102,10 @@ def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_ca
     assert [m.step for m in client.get_metric_history(run.info.run_id, "eval/win_rate")] == [1, 2]
     assert "eval/results.json" in [a.path for a in client.list_artifacts(run.info.run_id, "eval")]
     decision = json.loads((tmp_path / "runs/register/decision.json").read_text())
-    assert decision["promoted"] and decision["metric"] == "win_rate"
+    results = json.loads((tmp_path / "runs/eval/results.json").read_text())
+    # promotion on merit: 2 held-out games cannot show a won match against the frozen base
+    assert results["match/ci_low"] < 0.5 and not decision["promoted"] and decision["metric"] == "win_rate"
+    assert decision["reason"].startswith("not shown to beat the frozen opponent")
     assert out["game_viewer"] and (tmp_path / "runs/train/curves.csv").exists()
     # the final evaluation's curve holds the training's evaluation (iteration 1), then its own
     curve = (tmp_path / "runs/eval/curve.csv").read_text().splitlines()
@@ -113,15 +116,19 @@ def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_ca
     assert len(tables) == 2 and {a.type for a in tables} == {"table"}
     final = json.loads(tables[0].data) if isinstance(tables[0].data, str) else tables[0].data
     rows = {row["metric"]: row["value"] for row in final}
-    assert rows["win_rate"] == pytest.approx(json.loads((tmp_path / "runs/eval/results.json").read_text())["win_rate"])
+    assert rows["win_rate"] == pytest.approx(results["win_rate"])
     link = _artifacts("vision-zero-mlflow-run")  # a server: a link to the run's page
     assert len(link) == 1 and f"({mlflow_server}/#/experiments/" in link[0].data and out["mlflow_run_id"] in link[0].data
     promotion = _artifacts("vision-zero-promotion")
-    assert len(promotion) == 1 and "promoted to champion" in promotion[0].data and decision["reason"] in promotion[0].data
+    assert len(promotion) == 1 and "not promoted" in promotion[0].data and decision["reason"] in promotion[0].data
 
-    # promoting again without training anything registers no new version
-    again = promote_flow("params.yaml", overrides)
-    assert again["version"] == out["version"] and not again["promoted"] and "already champion" in again["reason"]
+    # promoting again without training anything registers no new version; without the merit
+    # check the gate promotes it (no champion yet), and a third time it is already champion
+    lenient = [*overrides, "registry.beat_opponent=false"]
+    again = promote_flow("params.yaml", lenient)
+    assert again["version"] == out["version"] and again["promoted"] and again["reason"].startswith("no champion yet")
+    third = promote_flow("params.yaml", lenient)
+    assert third["version"] == out["version"] and not third["promoted"] and "already champion" in third["reason"]
     assert len(client.search_model_versions("name = 'vz-pipeline'")) == 1
 
     # a re-run with the same params and code is a cache hit: the pairs are not generated again

@@ -240,8 +240,10 @@ def test_gate_on_real_evaluations_promotes_rejects_and_refuses_unlike_ones(mlflo
 
     name, metric = "vz-gate", "game/vote_format_rate"
     random_tiny = copy_model(tiny_dir, tmp_path / "opponent")
+    # 2-game matches win nothing (the merit check has its own test in test_tracking.py): this
+    # test is the comparison of two versions on a real server
     small = ["profile=micro", "eval.games=2", "eval.vqa_per_type=1", "eval.max_new_tokens=12",
-             f"registry.metric={metric}", "registry.margin=0.1"]  # fmt: skip
+             f"registry.metric={metric}", "registry.margin=0.1", "registry.beat_opponent=false"]  # fmt: skip
     s = _settings(mlflow_server, tmp_path, model_cache, name, *small, f"eval.opponent={random_tiny}")
     generate_pairs(s.pairs, "clevr", 6, tmp_path / "pairs", n_eval=4, workers=1)
     client = MlflowClient(mlflow_server)

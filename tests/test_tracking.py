@@ -63,7 +63,8 @@ def test_run_params_metrics_and_resume(store, tmp_path):
 
 def test_registry_and_gate_on_a_sqlite_store(store, tmp_path, tiny_settings, monkeypatch):
     """The local store: versions are logged models of their own; the gate promotes, rejects a
-    challenger within the margin, and refuses to compare evaluations against another opponent."""
+    challenger within the margin or one that did not beat the frozen opponent, and refuses to
+    compare evaluations against another opponent."""
     from mlflow import MlflowClient
 
     from visionzero.models.loading import resolve_spec
@@ -75,9 +76,9 @@ def test_registry_and_gate_on_a_sqlite_store(store, tmp_path, tiny_settings, mon
     tiny = resolve_spec(tiny_settings.model)
     same = {"eval_set": "set-a", "protocol": "rules-a", "opponent": "sha256:base"}
 
-    def register(name: str, nudge: float, win_rate: float, identity=same) -> str:
+    def register(name: str, nudge: float, win_rate: float, identity=same, s=settings, **more: float) -> str:
         folder = copy_model(tiny, tmp_path / name, nudge)
-        return register_checkpoint(client, settings, folder, None, {"win_rate": win_rate}, identity).version
+        return register_checkpoint(client, s, folder, None, {"win_rate": win_rate, **more}, identity).version
 
     import mlflow
 
@@ -107,6 +108,24 @@ def test_registry_and_gate_on_a_sqlite_store(store, tmp_path, tiny_settings, mon
     assert "opponent" in fourth.reason
     assert client.get_model_version(reg.model_name, v4).tags["promotion"] == "not-comparable"
     assert str(client.get_model_version_by_alias(reg.model_name, "champion").version) == v3
+
+    # merit: a model whose match against the frozen opponent is not won (interval includes 0.5)
+    # is refused, however it compares with the champion; the check can be switched off
+    v5 = register("e", 0.04, 0.99, **{"match/ci_low": 0.45})
+    fifth = promotion_gate(client, reg, v5)
+    assert not fifth.promoted and fifth.reason.startswith("not shown to beat the frozen opponent")
+    assert "0.4500" in fifth.reason and client.get_model_version(reg.model_name, v5).tags["promotion"] == "rejected"
+    assert str(client.get_model_version_by_alias(reg.model_name, "champion").version) == v3
+    assert promotion_gate(client, reg.model_copy(update={"beat_opponent": False}), v5).promoted
+
+    # a first champion too: being first is not merit
+    fresh = settings.model_copy(update={"registry": reg.model_copy(update={"model_name": "vz-merit"})})
+    lucky = register("f", 0.05, 0.6, s=fresh, **{"match/ci_low": 0.48})
+    assert not promotion_gate(client, fresh.registry, lucky).promoted
+    won = register("g", 0.06, 0.6, s=fresh, **{"match/ci_low": 0.53})
+    merit = promotion_gate(client, fresh.registry, won)
+    assert merit.promoted and merit.reason.endswith("won its match (match/ci_low 0.5300 > 0.5)")
+    assert str(client.get_model_version_by_alias("vz-merit", "champion").version) == won
 
 
 def test_dead_server_warns_once_and_training_goes_on(tmp_path, caplog):

@@ -128,6 +128,19 @@ def test_positive_advantage_completion_gains_logprob(tiny_settings, samples):
     assert seq(after)[1] < seq(before)[1]  # advantage -1: less likely
 
 
+def test_epochs_pass_over_the_samples_again_on_a_schedule_that_counts_them(tiny_settings, samples):
+    trainer, _ = _trainer(tiny_settings, "train.epochs=3", "train.steps_per_iteration=2", "train.iterations=2",
+                          "train.warmup_ratio=0", "train.lr=1e-3", "train.min_lr_ratio=0.4")  # fmt: skip
+    metrics = trainer.step(samples, "clue")
+    clue = [s for s in samples if s.stage == "clue"]
+    assert {int(state["step"]) for state in trainer.optimizer.state.values()} == {6}  # 3 passes x 2 steps
+    assert metrics.samples == len(clue) and metrics.tokens == sum(len(s.completion_ids) for s in clue)
+    # the cosine spans iterations x steps x epochs (after the first iteration's 6 steps, halfway)
+    # and ends at min_lr_ratio x lr
+    assert metrics.lr == pytest.approx(1e-3 * (0.4 + 0.6 * 0.5))
+    assert trainer.step(samples, "clue").lr == pytest.approx(1e-3 * 0.4)
+
+
 def test_micro_batch_size_does_not_change_the_gradient(tiny_settings, samples):
     grads = []
     for size in (1, 3, 8):

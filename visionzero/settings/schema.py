@@ -261,6 +261,7 @@ class TrainSettings(Section):
     lr: float = Field(1e-5, gt=0.0, le=1.0, description="AdamW learning rate (paper: 1e-5).")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps with linear warm-up before the cosine decay.")
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="The cosine decays to this share of lr (transformers' cosine_with_min_lr; 0 = to zero, the paper's cosine; 1 = constant after the warm-up).")
     clip_eps: float = Field(0.2, gt=0.0, lt=1.0, description="PPO ratio clip epsilon (paper: 0.2).")
     kl_beta: float = Field(0.04, ge=0.0, description="Weight of the k3 KL to the frozen start model (paper: 0.04); 0 skips the reference.")
     grad_clip: float = Field(1.0, gt=0.0, description="Max global gradient norm.")
@@ -274,6 +275,7 @@ class TrainSettings(Section):
     micro_batch_size: int = Field(8, ge=1, description="Sequences per forward/backward pass (a multiple of game.group_size lets the votes share their prompt).")
     share_prompts: bool = Field(True, description="Run a group's common prompt once and its completions on the repeated KV cache: the same loss and gradients, a ~3x faster vote-stage update (bench_update; off with gradient checkpointing).")
     steps_per_iteration: int = Field(1, ge=1, description="Optimizer steps per iteration (the samples are split evenly; micro-batches accumulate).")
+    epochs: int = Field(1, ge=1, description="Passes over each iteration's samples, each of steps_per_iteration steps (GRPO's mu, TRL's num_iterations; paper: 1). Later passes reuse the rollout, their ratios taken to the policy that sampled it (clipped): more updates per rollout where generation is the cost (a CPU).")
     step_mix: Literal["games", "groups"] = Field("games", description="With several steps per iteration: games = each step takes a share of every game's samples (each step sees all the iteration's games); groups = contiguous slices, a game's group whole on one step (its prompt shared whole, a faster update, but each step sees few games and their spies' seats drown the vote's dependence on the reasoning).")
     balanced_seats: bool = Field(False, description="Seat the training games' spies by a stratified draw (each block of n_players games a random permutation of the seats), so an iteration of a multiple of n_players games has as many spies in every seat: each game's seat stays uniform, but the vote's gradient no longer pushes towards whichever seat held more spies in the batch (docs/learning.md section 6); False = independent draws (the paper). Evaluation games always draw independently.")
     gradient_checkpointing: Literal["auto", "on", "off"] = Field("auto", description="auto = on for CUDA, off on CPU.")
@@ -333,6 +335,9 @@ class RegistrySettings(Section):
     model_name: str = Field("vision-zero", description="Registered model name in the MLflow registry.")
     metric: str = Field("win_rate", description="Evaluation metric the promotion gate compares (higher is better).")
     margin: float = Field(0.0, ge=0.0, description="The challenger must beat the champion by more than this.")
+    beat_opponent: bool = Field(
+        True, description="Promote only a model that won its evaluation match against the frozen opponent: match/ci_low (the win rate's 95% interval) above 0.5. A first champion is then promoted on merit, not for being first; an evaluation without a match skips this check."
+    )
     challenger_alias: str = Field("challenger", description="Alias given to every newly registered version.")
     champion_alias: str = Field("champion", description="Alias moved by the promotion gate.")
     weights: Literal["upload", "reference"] = Field(

@@ -19,8 +19,10 @@ evaluation metrics (`metric.*`) and what they were measured on (`eval.set`,
 
 The promotion gate moves `champion` to the challenger only if both were evaluated on the
 same set, by the same rules, against the same opponent, and the challenger's metric beats
-the champion's by more than the margin (higher is better); otherwise it refuses in one
-line. The decision and its reason are returned and tagged on the challenger's version.
+the champion's by more than the margin (higher is better); with `registry.beat_opponent`
+it must also have won its match against the frozen opponent (the win rate's 95% interval
+above even), so a first champion is promoted on merit, not for being first. Otherwise it
+refuses in one line. The decision and its reason are returned and tagged on the challenger's version.
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ from typing import Any
 from visionzero.models.digest import tree_manifest
 from visionzero.settings import Settings
 from visionzero.settings.schema import RegistrySettings
+from visionzero.tracking.connection import export_credentials, resolve_store_uri
 
 METRIC_TAG = "metric."
 DIGEST_TAG = "content.sha256"
 EVAL_KEYS = ("eval_set", "protocol", "opponent")  # identity keys the gate compares
 EVAL_TAG = {"eval_set": "eval.set", "protocol": "eval.protocol", "opponent": "eval.opponent"}
+MATCH_LOW = "match/ci_low"  # lower end of the win rate's 95% interval against the frozen opponent
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 ARTIFACT_NAME = "policy"
 # What the model's code imports (pinned to this environment's versions).
@@ -129,9 +133,10 @@ def register_checkpoint(
     version_tags.update({EVAL_TAG[k]: identity[k] for k in EVAL_KEYS if identity and identity.get(k)})
     version_tags.update({DIGEST_TAG: digest, "weights": reg.weights, "checkpoint": str(folder)})
     version_tags.update(tags or {})
-    version = client.create_model_version(
-        reg.model_name, source=f"models:/{model_id}", run_id=run_id, tags=version_tags, model_id=model_id
-    )
+    with _global_tracking_uri(settings.tracking.uri):  # a local registry fetches `models:/` through it
+        version = client.create_model_version(
+            reg.model_name, source=f"models:/{model_id}", run_id=run_id, tags=version_tags, model_id=model_id
+        )
     client.set_registered_model_alias(reg.model_name, reg.challenger_alias, version.version)
     return Registration(str(version.version), True, digest, model_id)
 
@@ -202,12 +207,14 @@ def log_policy_model(client, settings: Settings, folder: Path, digest: str, file
 @contextmanager
 def _global_tracking_uri(uri: str):
     """log_model is fluent (it logs to the global tracking URI): point that at `uri` for the
-    call only, so later clients of this process (their registry URI follows it) are unaffected."""
+    call only, so later clients of this process (their registry URI follows it) are unaffected.
+    Resolved as the clients resolve it: a relative store under `dvc exp run --temp` is the
+    project's, not one in the temporary copy (where the logged model would not be found)."""
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     saved = os.environ.get("MLFLOW_TRACKING_URI")  # restoring "unset" would also drop the user's variable
     try:
-        with _use_tracking_uri(uri):
+        with _use_tracking_uri(export_credentials(resolve_store_uri(uri))):
             yield
     finally:
         if saved is not None:
@@ -336,7 +343,9 @@ def _incomparable(challenger: dict[str, str], champion: dict[str, str]) -> str |
 
 def promotion_gate(client, settings: RegistrySettings, challenger_version: str) -> PromotionDecision:
     """Move the champion alias to the challenger if it is better by more than the margin, on
-    the same evaluation (set, protocol, opponent) as the champion's."""
+    the same evaluation (set, protocol, opponent) as the champion's, and (beat_opponent) its
+    match against the frozen opponent was won: match/ci_low > 0.5. An evaluation without a
+    match has no interval, and only the comparison with the champion applies."""
     from mlflow.exceptions import MlflowException
 
     name, metric = settings.model_name, settings.metric
@@ -350,15 +359,22 @@ def promotion_gate(client, settings: RegistrySettings, challenger_version: str) 
     champion_value = _metric(champion_tags, metric) if champion_version else None
     why_not = _incomparable(evaluation, _evaluation(champion_tags)) if champion_version else None
     comparable = why_not is None
+    match_low = _metric(tags, MATCH_LOW)
+    refused_as = "rejected"
 
     if value is None:
         promoted, reason = False, f"challenger has no {metric!r} metric"
-    elif champion_version is None:
-        promoted, reason = True, f"no {settings.champion_alias} yet; {metric}={value:.4f}"
     elif champion_version == challenger_version:
         promoted, reason = False, f"version {challenger_version} is already {settings.champion_alias}"
-    elif not comparable:
+    elif settings.beat_opponent and match_low is not None and match_low <= 0.5:
         promoted = False
+        reason = (f"not shown to beat the frozen opponent: {MATCH_LOW} {match_low:.4f} <= 0.5 (the win rate's "
+                  f"95% interval includes even)")  # fmt: skip
+    elif champion_version is None:
+        won = f", won its match ({MATCH_LOW} {match_low:.4f} > 0.5)" if settings.beat_opponent and match_low is not None else ""
+        promoted, reason = True, f"no {settings.champion_alias} yet; {metric}={value:.4f}{won}"
+    elif not comparable:
+        promoted, refused_as = False, "not-comparable"
         reason = (f"not compared: v{challenger_version} and {settings.champion_alias} v{champion_version} were evaluated "
                   f"differently ({why_not}); evaluate both the same way")  # fmt: skip
     elif champion_value is None:
@@ -372,7 +388,7 @@ def promotion_gate(client, settings: RegistrySettings, challenger_version: str) 
 
     if promoted:
         client.set_registered_model_alias(name, settings.champion_alias, challenger_version)
-    outcome = "promoted" if promoted else ("rejected" if comparable else "not-comparable")
+    outcome = "promoted" if promoted else refused_as
     client.set_model_version_tag(name, challenger_version, "promotion", outcome)
     client.set_model_version_tag(name, challenger_version, "promotion.reason", reason)
     if champion_version and champion_version != challenger_version:

@@ -147,9 +147,10 @@ class PolicyTrainer:
             self.ref_model = ref.eval().requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
-        total = train.iterations * train.steps_per_iteration
+        total = train.iterations * train.steps_per_iteration * train.epochs
         warmup = int(round(train.warmup_ratio * total))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_with_warmup(s, total, warmup))
+        floor = train.min_lr_ratio
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_with_warmup(s, total, warmup, floor))
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         self.model.train()
         self.pad_id = loaded.tokenizer.pad_token_id
@@ -185,7 +186,8 @@ class PolicyTrainer:
         return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
     def step(self, samples: Sequence[TrainSample], stage: Stage, anchors: Sequence[TrainSample] = ()) -> UpdateMetrics:
-        """Train on the `stage` samples (the others are ignored) with `steps_per_iteration` steps.
+        """Train on the `stage` samples (the others are ignored): `epochs` passes over them,
+        each of `steps_per_iteration` steps.
 
         `anchors` (train.anchor_inactive): completions of the other stage that add only the
         KL term (advantage 0, so no policy gradient), weighted per sequence like the active
@@ -195,30 +197,32 @@ class PolicyTrainer:
         active = [s for s in samples if s.stage == stage]
         holds = self.settings.kl_beta > 0 or self.settings.reasoning_keep > 0
         anchors = [replace(s, advantage=0.0) for s in anchors if s.stage != stage] if holds else []
-        n_steps = min(self.settings.steps_per_iteration, max(1, len(active)))
-        if n_steps > 1:
+        n_steps, passes = min(self.settings.steps_per_iteration, max(1, len(active))), self.settings.epochs
+        if n_steps > 1 or passes > 1:
             # Later steps see a policy that already moved: their ratios need the log-probs
             # of the policy that sampled, so record them before the first step.
             active = self._with_behaviour_logprobs(active)
         slices = step_slices(active, n_steps, self.settings.step_mix)
         totals = dict(loss=0.0, kl=0.0, clipped=0.0, entropy=0.0, grad_norm=0.0)
+        seen = max(1, len(active) * passes)  # the metrics are means over every sample a pass saw
         tokens = 0
-        for k, part in enumerate(slices):
+        for k, part in [(k, part) for _ in range(passes) for k, part in enumerate(slices)]:
             self.optimizer.zero_grad(set_to_none=True)
             for micro in self._micro_batches(part):
                 parts, entropy = self._accumulate(micro, n_total=len(part))
-                totals["loss"] += float(parts.loss.detach()) / len(active)
-                totals["kl"] += parts.kl / len(active)
-                totals["clipped"] += parts.clipped / len(active)
-                totals["entropy"] += entropy / len(active)
+                totals["loss"] += float(parts.loss.detach()) / seen
+                totals["kl"] += parts.kl / seen
+                totals["clipped"] += parts.clipped / seen
+                totals["entropy"] += entropy / seen
                 tokens += parts.tokens
             for micro in self._micro_batches(_slice(anchors, k, n_steps)) if part else ():
                 self._accumulate(micro, n_total=len(part), anchor=True)
             if part:
                 norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
-                totals["grad_norm"] += float(norm) / n_steps
+                totals["grad_norm"] += float(norm) / (n_steps * passes)
             self.optimizer.step()
             self.scheduler.step()
+        tokens //= passes  # the completions' tokens, once
         return UpdateMetrics(
             stage=stage,
             samples=len(active),
