@@ -58,8 +58,9 @@ def settings_args(pairs_overrides: list[str]) -> list[str]:
 
 def one(variant: str, seed: int, a: argparse.Namespace) -> dict:
     folder = Path(a.out) / f"{variant}-s{seed}"
-    common = settings_args([f"runtime.seed={seed}", "runtime.threads=1", f"train.iterations={a.iterations}",
-                            f"eval.games={a.games}", "tracking.experiment=learning-study", *VARIANTS[variant], *a.set])  # fmt: skip
+    budget = [f"train.iterations={a.iterations}"] if a.iterations else []  # default: the profile's
+    common = settings_args([f"runtime.seed={seed}", "runtime.threads=1", *budget, f"eval.games={a.games}",
+                            "tracking.experiment=learning-study", *a.set, *VARIANTS[variant]])  # fmt: skip
     start = time.perf_counter()
     run(cli("train", "--pairs", a.pairs, "--run-dir", str(folder), "--restart", *common), folder / "train.log")
     trained = time.perf_counter() - start
@@ -97,12 +98,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--iterations", type=int, default=None, help="train.iterations (default: the settings')")
     parser.add_argument("--games", type=int, default=1000, help="held-out games (self-play and the match)")
     parser.add_argument("--pairs", default="runs/pairs/clevr")
     parser.add_argument("--out", default="runs/study")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one thread each)")
-    parser.add_argument("--set", nargs="*", default=[], help="extra overrides for every run")
+    parser.add_argument("--set", nargs="*", default=[], help="overrides for every run (a variant's own come after them)")
     a = parser.parse_args()
     out = Path(a.out)
     base_common = settings_args([f"eval.games={a.games}", "runtime.threads=1", "tracking.experiment=learning-study", *a.set])

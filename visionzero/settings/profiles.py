@@ -40,22 +40,37 @@ MICRO: dict[str, Any] = {
     "game": {
         "clue": {"max_new_tokens": 24},  # "I see a red cube. \boxed{There is a red cube.}" is 16 tokens
         "decision": {"max_new_tokens": 64},  # 8 checks of 6 tokens, then the box
+        # G = 2 votes a game over twice the games: each of an iteration's steps sees votes of
+        # 64 games, not the same 32 (docs/learning.md section 9: what made the vote read the checks)
+        "group_size": 2,
     },
     # A random guess among 4 seats is worth 0.25*1 + 0.75*(-1) = -0.5, exactly the paper's N/A
     # reward: a model at chance then slides into answering N/A (the N/A trap). Below it.
     "rewards": {"na": -1.0},
+    # The decision-stage settings of docs/learning.md sections 6-9 (each an option whose
+    # default is the paper's): the vote's gradient taken in expectation over the seats and
+    # normalised as GRPO does, no policy gradient on the reasoning but a hold on it (an exact
+    # KL to the start model), a share of clue turns held as anchors, spies seated evenly.
     "train": {
-        "iterations": 40,
-        "games_per_iteration": 16,
-        # 3e-4 broke the observer's format within 16 iterations (the clue stage's updates
-        # leaked "I see a ..." into every vote); 1e-4 kept it intact through 28 (measured).
-        "lr": 1e-4,
+        "iterations": 60,
+        "games_per_iteration": 64,
+        "lr": 4e-4,
+        "warmup_ratio": 0.02,
         "micro_batch_size": 16,
-        # Hysteresis needs ~45 iterations of 90% accuracy to leave the decision stage: in a
-        # 40-iteration CPU run the clue stage would never train. Alternate every K_min = 5.
-        "phase": {"mode": "alternate", "period": 5},
+        "steps_per_iteration": 8,
+        "vote_gradient": "expected",
+        "vote_std": True,
+        "reasoning_weight": 0.0,
+        "reasoning_keep": 1.0,
+        "kl_beta": 0.0,
+        "anchor_inactive": True,
+        "anchor_share": 0.125,
+        "balanced_seats": True,
+        # The paper's controller: it stays in the decision stage until the vote accuracy's EMA
+        # reaches 0.9, which this world's observer never does in a CPU budget.
+        "phase": {"mode": "hysteresis"},
     },
-    "eval": {"every": 40, "games": 200, "vqa_per_type": 5, "max_new_tokens": 24},
+    "eval": {"every": 60, "games": 200, "vqa_per_type": 5, "max_new_tokens": 24},
     "tracking": {"viewer_every": 10},
 }
 
