@@ -8,8 +8,11 @@
         log-metrics                                (MLflow, step t)
         evaluate            every eval.every iterations (the evaluate flow does the last)
         game-viewer         every tracking.viewer_every iterations
-Task runs are named by iteration and stage (`self-play-rollout-it3-decision`) and tagged
-`stage:<stage>` and `domain:<domain>`. Before the first iteration, base-stage makes the
+Task runs are named by iteration and stage (`self-play-rollout-it3-decision`); the one-off tasks
+(base stage, MLflow run, reports) are tagged `domain:<domain>`. The per-iteration tasks carry
+no tags: in Prefect 3.8 a tagged task run first asks the API for concurrency slots of its
+tags, and once the client's 5-second cache of "no limits" has lapsed that request took ~2 s on
+the local server, a quarter of a CPU iteration (docs/learning.md section 12). Before the first iteration, base-stage makes the
 starting model (the tiny model's base stage, cached) and its held-out skills are logged at
 step 0. Resumes from the run folder's newest checkpoint (an interrupted `dvc repro` continues).
 """
@@ -50,15 +53,11 @@ def train_flow(
     """
     overrides = with_knobs(overrides, iterations, domains, seed)
     s = settings_of(params, overrides)
-    with tags(*layout.domain_tags(s)):
-        return _train(params, overrides, s)
-
-
-def _train(params: str, overrides: list[str], s) -> dict:
     run_dir, pairs = layout.train_dir(s), layout.pairs_dirs(s)
     logger = get_run_logger()
-    start = prepare_base_model(params, overrides)  # its skills file is the base stage's (pipeline, DVC)
-    run_id = start_run(params, overrides, run_dir, run_name=f"iterative-spo-{s.model.spec.replace('/', '_')}")
+    with tags(*layout.domain_tags(s)):
+        start = prepare_base_model(params, overrides)  # its skills file is the base stage's (pipeline, DVC)
+        run_id = start_run(params, overrides, run_dir, run_name=f"iterative-spo-{s.model.spec.replace('/', '_')}")
     done, total, stage = run_state(params, overrides, run_dir, pairs)
     if done:
         logger.info("resuming %s at iteration %d of %d", run_dir, done, total)
@@ -67,22 +66,23 @@ def _train(params: str, overrides: list[str], s) -> dict:
 
         log_metrics(params, overrides, run_dir, skills_metrics(start), 0)
     while done < total:
-        played, it = stage, done + 1
-        with tags(f"stage:{played}"):  # task run names carry the iteration and the stage
-            games = self_play_rollout(params, overrides, run_dir, pairs, iteration=it, stage=played)
-            scores = verify_role_rewards(params, overrides, run_dir, pairs, games, iteration=it, stage=played)
-            update = grpo_update if played == "clue" else rlvr_update
-            metrics = update(params, overrides, run_dir, pairs, games, scores, iteration=it, stage=played)
-            done, stage = metrics["iteration"], metrics["next_stage"]
-            log_metrics(params, overrides, run_dir, metrics, done)
-            if done % s.eval.every == 0 and done < total:  # the final one is the evaluate flow's
-                checkpoint = current_checkpoint(params, overrides, run_dir, pairs)  # this exact policy
+        played, it = stage, done + 1  # untagged (module docstring): the names carry iteration and stage
+        games = self_play_rollout(params, overrides, run_dir, pairs, iteration=it, stage=played)
+        scores = verify_role_rewards(params, overrides, run_dir, pairs, games, iteration=it, stage=played)
+        update = grpo_update if played == "clue" else rlvr_update
+        metrics = update(params, overrides, run_dir, pairs, games, scores, iteration=it, stage=played)
+        done, stage = metrics["iteration"], metrics["next_stage"]
+        log_metrics(params, overrides, run_dir, metrics, done)
+        if done % s.eval.every == 0 and done < total:  # the final one is the evaluate flow's
+            checkpoint = current_checkpoint(params, overrides, run_dir, pairs)  # this exact policy
+            with tags(*layout.domain_tags(s)):
                 results = evaluate_checkpoint(params, overrides, str(checkpoint / "model"), f"{run_dir}/eval", done, run_dir)
-                log_metrics(params, overrides, run_dir, {f"eval/{k}": v for k, v in results.items()}, done)
-            if done % s.tracking.viewer_every == 0 or done == total:
-                page = game_viewer(games, title=f"iteration {done} ({played} stage)", iteration=done)
-                log_artifacts(params, overrides, run_dir, [page], f"games/iter-{done:06d}")
-    reports = training_report(run_dir)
+            log_metrics(params, overrides, run_dir, {f"eval/{k}": v for k, v in results.items()}, done)
+        if done % s.tracking.viewer_every == 0 or done == total:
+            page = game_viewer(games, title=f"iteration {done} ({played} stage)", iteration=done)
+            log_artifacts(params, overrides, run_dir, [page], f"games/iter-{done:06d}")
+    with tags(*layout.domain_tags(s)):
+        reports = training_report(run_dir)
     log_artifacts(params, overrides, run_dir, reports + [f"{p}/contact_sheet.png" for p in pairs], "reports")
     run_id = end_run(params, overrides, run_dir) or run_id  # created later if the server was down at the start
     checkpoint = current_checkpoint(params, overrides, run_dir, pairs)

@@ -83,9 +83,12 @@ def test_pipeline_runs_the_named_tasks_and_registers(harness, tmp_path, model_ca
     for prefix in prefixes:
         assert any(n.startswith(prefix) for n in names), prefix
     by_name = {r.name: r for r in runs}
-    assert {"stage:decision", "domain:clevr"} <= set(by_name["self-play-rollout-it1-decision"].tags)
-    assert {"stage:clue", "domain:clevr"} <= set(by_name["grpo-update-it2-clue"].tags)
+    # one-off tasks carry the domain; the per-iteration ones no tags (each tag costs a concurrency
+    # request to the API, ~2 s on the local server: flows/train.py), their names say the stage
     assert "domain:clevr" in by_name["generate-pairs-clevr"].tags and "domain:clevr" in by_name["evaluate-it2"].tags
+    assert any(n.startswith("base-stage") and "domain:clevr" in r.tags for n, r in by_name.items())
+    for name in ("self-play-rollout-it1-decision", "verify-role-rewards-it2-clue", "grpo-update-it2-clue", "log-metrics-it2"):
+        assert by_name[name].tags == [], (name, by_name[name].tags)
 
     client = MlflowClient(mlflow_server)
     assert str(client.get_model_version_by_alias("vz-pipeline", "challenger").version) == out["version"]
