@@ -89,6 +89,37 @@ def test_shared_prompts_give_the_same_logits_and_gradients(tiny_model, samples):
     assert collate(samples[:1], proc, pad, "cpu", share_prompts=True).group_size == 1
 
 
+@pytest.mark.parametrize("share", [False, True])
+def test_detached_prompts_keep_the_logits_and_train_only_through_the_completions(tiny_model, samples, share):
+    """train.prompt_grad=false: the same log-probs (one prompt a completion, or shared); the
+    final norm's gradient (a function of the completions' hidden states alone) unchanged;
+    the vision tower, seen only through the prompt, gets none; the text layers' gradients
+    change (their path through the prompt's keys and values is cut)."""
+    model, proc, pad = tiny_model.model, tiny_model.processor, tiny_model.tokenizer.pad_token_id
+    results = []
+    for prompt_grad in (True, False):
+        batch = collate(samples, proc, pad, "cpu", share_prompts=share, prompt_grad=prompt_grad)
+        assert batch.split == (share or not prompt_grad)
+        model.zero_grad(set_to_none=True)
+        logp = token_logprobs(completion_logits(model, batch), batch.completion_ids) * batch.completion_mask
+        (logp.sum() + (logp * torch.arange(logp.shape[1])).sum() * 0.1).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+        results.append((logp.detach(), grads))
+    model.zero_grad(set_to_none=True)
+    (exact, exact_grads), (detached, detached_grads) = results
+    torch.testing.assert_close(detached, exact, atol=1e-5, rtol=0)
+    head = [n for n in exact_grads if n.endswith("language_model.norm.weight")]
+    assert head and all(torch.allclose(detached_grads[n], exact_grads[n], atol=1e-5, rtol=1e-4) for n in head)
+    assert any("visual" in n for n in exact_grads) and not any("visual" in n for n in detached_grads)
+    layer = next(n for n in exact_grads if "layers.0." in n and "q_proj.weight" in n and "visual" not in n)
+    assert not torch.allclose(detached_grads[layer], exact_grads[layer], atol=1e-6, rtol=1e-3)
+
+
+def test_detached_prompts_refuse_gradient_checkpointing(tiny_settings):
+    with pytest.raises(ValueError, match="gradient_checkpointing=off"):
+        _trainer(tiny_settings, "train.prompt_grad=false", "train.gradient_checkpointing='on'")
+
+
 def test_inactive_stage_samples_get_no_gradient(tiny_settings, samples):
     decision = [s for s in samples if s.stage == "decision"]
     t1, _ = _trainer(tiny_settings, "train.lr=1e-9")

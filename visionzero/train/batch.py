@@ -11,6 +11,12 @@ first and their KV cache is repeated m times; the completions then run on it. Th
 logits and gradients as m copies (the cache keeps the graph), with the prompt and the image
 encoder computed once instead of m times: the observer prompt is ~330 tokens against ~55
 of reasoning, so the vote stage's update does ~4x fewer token-passes.
+
+Detached prompts (`train.prompt_grad=false`): every micro-batch takes that split layout
+(m = 1 too) and the prompt, all but its last token, runs under no_grad; the last prompt
+token and the completions run on its cache with the graph. Same logits; the gradient
+leaves out the prompt's own activations (and the vision tower), so the backward covers
+only the completions' tokens.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class ModelBatch:
     temperature: float
     answer_mask: torch.Tensor | None = None  # [B, C]: 1 from the first box's content on (all 1 without a box)
     group_size: int = 1  # m > 1: `inputs` holds B/m prompts, each continued by m completions
+    split: bool = False  # `inputs` holds the prompts alone (m > 1, or a detached prompt)
+    prompt_grad: bool = True  # False: the prompt runs under no_grad (module docstring)
 
 
 BOX = "\\boxed{"
@@ -102,23 +110,25 @@ def prompt_groups(samples: Sequence[TrainSample]) -> int:
 
 def collate(
     samples: Sequence[TrainSample], processor, pad_id: int, device, with_answer_mask: bool = False, share_prompts: bool = False,
-    answer_marker: str = BOX,
+    answer_marker: str = BOX, prompt_grad: bool = True,
 ) -> ModelBatch:
     """Pad a micro-batch and process its images; see the module docstring for the layout.
     `with_answer_mask`: also mark each completion's answer tokens (credit assignment), from
     the first box's content on (or from after `answer_marker`).
-    `share_prompts`: hold each group's prompt once when the samples come in equal groups."""
+    `share_prompts`: hold each group's prompt once when the samples come in equal groups.
+    `prompt_grad` False: the prompts run under no_grad (train.prompt_grad)."""
     m = prompt_groups(samples) if share_prompts else 1
+    split = m > 1 or not prompt_grad
     C = max(len(s.completion_ids) for s in samples)
     prompts = list(samples[::m])
-    inputs = _prompt_inputs(prompts, processor, pad_id, 0 if m > 1 else C)
-    P = inputs["input_ids"].shape[1] - (0 if m > 1 else C)
+    inputs = _prompt_inputs(prompts, processor, pad_id, 0 if split else C)
+    P = inputs["input_ids"].shape[1] - (0 if split else C)
     completion = torch.full((len(samples), C), pad_id, dtype=torch.long)
     completion_mask = torch.zeros_like(completion)
     for row, s in enumerate(samples):
         completion[row, : len(s.completion_ids)] = torch.tensor(s.completion_ids)
         completion_mask[row, : len(s.completion_ids)] = 1
-    if m == 1:
+    if not split:
         inputs["input_ids"][:, P:] = completion
         inputs["attention_mask"][:, P:] = completion_mask
     if hasattr(processor, "create_mm_token_type_ids"):
@@ -139,12 +149,14 @@ def collate(
         temperature=temps.pop(),
         answer_mask=answer.to(device) if with_answer_mask else None,
         group_size=m,
+        split=split,
+        prompt_grad=prompt_grad,
     )
 
 
 def completion_logits(model, batch: ModelBatch) -> torch.Tensor:
     """Logits predicting each completion token: [B, C, V]."""
-    if batch.group_size > 1:
+    if batch.split:
         return _shared_prompt_logits(model, batch)
     C = batch.completion_ids.shape[1]
     out = model(**batch.inputs, logits_to_keep=C + 1, use_cache=False)
@@ -164,7 +176,9 @@ def _rope_owner(model):
 
 
 def _shared_prompt_logits(model, batch: ModelBatch) -> torch.Tensor:
-    """Prompts once, KV cache repeated m times, completions on top (module docstring)."""
+    """Prompts once, KV cache repeated m times, completions on top (module docstring).
+    A detached prompt (`batch.prompt_grad` False) runs all but its last token under no_grad;
+    that token runs with the completions, so every completion token's logit keeps its graph."""
     m, C = batch.group_size, batch.completion_ids.shape[1]
     prompt = dict(batch.inputs)
     type_ids = prompt.pop("mm_token_type_ids", None)
@@ -177,10 +191,6 @@ def _shared_prompt_logits(model, batch: ModelBatch) -> torch.Tensor:
         )  # fmt: skip
     if positions is None:  # 1-D rotary: positions count the real tokens (left padding skipped)
         positions = (prompt["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
-    first = model(**prompt, position_ids=positions, use_cache=True, logits_to_keep=1)
-    key = "cache" if "cache" in first else "past_key_values"  # renamed in transformers 5.2x
-    cache = first[key]
-    cache.batch_repeat_interleave(m)
     # Completion tokens are text: every rotary axis continues from the prompt's last position.
     start = positions[..., -1:] + 1 if positions.ndim == 2 else positions[..., -1:].amax(0) + 1
     steps = torch.arange(C, device=start.device)
@@ -188,7 +198,25 @@ def _shared_prompt_logits(model, batch: ModelBatch) -> torch.Tensor:
     if positions.ndim == 3:
         text = text.unsqueeze(0).expand(positions.shape[0], -1, -1)
     attention = torch.cat([prompt["attention_mask"].repeat_interleave(m, 0), batch.completion_mask], dim=1)
+    if batch.prompt_grad:
+        first = model(**prompt, position_ids=positions, use_cache=True, logits_to_keep=1)
+        key = "cache" if "cache" in first else "past_key_values"  # renamed in transformers 5.2x
+        cache = first[key]
+        cache.batch_repeat_interleave(m)
+        rest = model(
+            input_ids=batch.completion_ids, attention_mask=attention, position_ids=text, use_cache=True, **{key: cache}
+        )
+        return torch.cat([first.logits[:, -1:, :].repeat_interleave(m, 0), rest.logits[:, :-1, :]], dim=1)
+    head = {k: v[:, :-1] if k in ("input_ids", "attention_mask") else v for k, v in prompt.items()}
+    with torch.no_grad():
+        first = model(**head, position_ids=positions[..., :-1], use_cache=True, logits_to_keep=1)
+    key = "cache" if "cache" in first else "past_key_values"
+    cache = first[key]
+    cache.batch_repeat_interleave(m)
+    last = prompt["input_ids"][:, -1:].repeat_interleave(m, 0)
+    tail = torch.cat([positions[..., -1:].repeat_interleave(m, -2), text], dim=-1)
     rest = model(
-        input_ids=batch.completion_ids, attention_mask=attention, position_ids=text, use_cache=True, **{key: cache}
-    )
-    return torch.cat([first.logits[:, -1:, :].repeat_interleave(m, 0), rest.logits[:, :-1, :]], dim=1)
+        input_ids=torch.cat([last, batch.completion_ids], dim=1), attention_mask=attention, position_ids=tail,
+        use_cache=True, **{key: cache},
+    )  # fmt: skip
+    return rest.logits[:, :-1, :]

@@ -138,6 +138,9 @@ class PolicyTrainer:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         # A shared prompt runs once through a KV cache, which checkpointed layers do not keep.
         self.share_prompts = train.share_prompts and not use_ckpt
+        if not train.prompt_grad and use_ckpt:
+            raise ValueError("train.prompt_grad=false runs completions on the prompt's KV cache, which gradient "
+                             "checkpointing does not keep: set train.gradient_checkpointing=off")  # fmt: skip
         self._seat_ids: torch.Tensor | None = None  # the seat digits' token ids (vote_gradient=expected)
         # The reference is the starting policy. With LoRA it is the same network with the
         # adapters switched off (no second copy in memory); without, a frozen deep copy.
@@ -255,6 +258,7 @@ class PolicyTrainer:
         batch = collate(
             micro, self.loaded.processor, self.pad_id, self.device,
             with_answer_mask=weight < 1.0 or expected or keep > 0, share_prompts=self.share_prompts,
+            prompt_grad=self.settings.prompt_grad,
         )  # fmt: skip
         logits = completion_logits(self.model, batch)
         logp = token_logprobs(logits, batch.completion_ids, batch.temperature)
