@@ -7,9 +7,12 @@ Side by side on the same tiny model and the same samples (real completions of cl
   batched lp  no-grad log-probs of all samples, one forward per micro-batch
   one-by-one  the same log-probs one sample at a time (the released code's pattern)
   votes       PolicyTrainer.step on the vote samples of real games (G completions of one
-              observer prompt each), with train.share_prompts on vs off
+              observer prompt each), with train.share_prompts on vs off, and with shared
+              prompts run under no_grad (train.prompt_grad=false)
 Goals: update tokens/s >= 0.6 x raw; batched log-probs much faster than one-by-one; shared
-vote prompts >= 2x faster than padded copies.
+vote prompts >= 2x faster than padded copies (at G = 8; the micro profile plays G = 2);
+detached prompts >= 1.2x faster than shared (8 games; a whole decision update of the micro
+profile with its clue anchors: 6.2 s -> 3.9 s, docs/learning.md section 12).
 Tokens counted = prompt + completion tokens processed.
 
     python bench/bench_update.py [--samples 64] [--json bench/results/update.json]
@@ -86,18 +89,20 @@ def main() -> None:
     scored = score_games(games, s.rewards, RaeState())
     votes = [v if v.advantage else TrainSample(**{**v.__dict__, "advantage": 1.0}) for v in training_samples(games, scored, "decision")]
     vote_times = {}
-    for share in (False, True):
-        trainer.share_prompts = share
+    for share, prompt_grad in ((False, True), (True, True), (True, False)):
+        trainer.share_prompts, trainer.settings = share, trainer.settings.model_copy(update={"prompt_grad": prompt_grad})
         trainer.step(votes[: s.game.group_size], "decision")  # warm-up
-        _, vote_times[share] = timed(trainer.step, votes, "decision")
+        _, vote_times[share, prompt_grad] = timed(trainer.step, votes, "decision")
     report("update", {
         "samples": len(samples), "tokens": tokens, "micro_batch_size": s.train.micro_batch_size,
         "update tokens/s": tokens / t_update, "raw fwd+bwd tokens/s": tokens / t_raw,
         "update / raw": t_raw / t_update,
         "batched log-probs tokens/s": tokens / t_batched, "one-by-one log-probs tokens/s": tokens / t_single,
         "batched / one-by-one": t_single / t_batched, "kl after step": metrics.kl,
-        "vote samples": len(votes), "vote update s (copies)": vote_times[False], "vote update s (shared)": vote_times[True],
-        "shared / copies": vote_times[False] / vote_times[True],
+        "vote samples": len(votes), "vote update s (copies)": vote_times[False, True], "vote update s (shared)": vote_times[True, True],
+        "shared / copies": vote_times[False, True] / vote_times[True, True],
+        "vote update s (shared, detached prompts)": vote_times[True, False],
+        "detached / shared": vote_times[True, True] / vote_times[True, False],
     }, args.json)  # fmt: skip
 
 
