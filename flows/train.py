@@ -9,7 +9,7 @@
         evaluate            every eval.every iterations (the evaluate flow does the last)
         game-viewer         every tracking.viewer_every iterations
 Task runs are named by iteration and stage (`self-play-rollout-it3-decision`); the one-off tasks
-(base stage, MLflow run, reports) are tagged `domain:<domain>`. The per-iteration tasks carry
+(base stage, MLflow run, evaluation, reports) are tagged `domain:<domain>`. The per-iteration tasks carry
 no tags: in Prefect 3.8 a tagged task run first asks the API for concurrency slots of its
 tags, and once the client's 5-second cache of "no limits" has lapsed that request took ~2 s on
 the local server, a quarter of a CPU iteration (docs/learning.md section 12). Before the first iteration, base-stage makes the
@@ -53,9 +53,9 @@ def train_flow(
     """
     overrides = with_knobs(overrides, iterations, domains, seed)
     s = settings_of(params, overrides)
-    run_dir, pairs = layout.train_dir(s), layout.pairs_dirs(s)
+    run_dir, pairs, domain = layout.train_dir(s), layout.pairs_dirs(s), layout.domain_tags(s)
     logger = get_run_logger()
-    with tags(*layout.domain_tags(s)):
+    with tags(*domain):
         start = prepare_base_model(params, overrides)  # its skills file is the base stage's (pipeline, DVC)
         run_id = start_run(params, overrides, run_dir, run_name=f"iterative-spo-{s.model.spec.replace('/', '_')}")
     done, total, stage = run_state(params, overrides, run_dir, pairs)
@@ -75,13 +75,13 @@ def train_flow(
         log_metrics(params, overrides, run_dir, metrics, done)
         if done % s.eval.every == 0 and done < total:  # the final one is the evaluate flow's
             checkpoint = current_checkpoint(params, overrides, run_dir, pairs)  # this exact policy
-            with tags(*layout.domain_tags(s)):
+            with tags(*domain):
                 results = evaluate_checkpoint(params, overrides, str(checkpoint / "model"), f"{run_dir}/eval", done, run_dir)
             log_metrics(params, overrides, run_dir, {f"eval/{k}": v for k, v in results.items()}, done)
         if done % s.tracking.viewer_every == 0 or done == total:
             page = game_viewer(games, title=f"iteration {done} ({played} stage)", iteration=done)
             log_artifacts(params, overrides, run_dir, [page], f"games/iter-{done:06d}")
-    with tags(*layout.domain_tags(s)):
+    with tags(*domain):
         reports = training_report(run_dir)
     log_artifacts(params, overrides, run_dir, reports + [f"{p}/contact_sheet.png" for p in pairs], "reports")
     run_id = end_run(params, overrides, run_dir) or run_id  # created later if the server was down at the start

@@ -22,6 +22,7 @@ only the completions' tokens.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -39,8 +40,12 @@ class ModelBatch:
     temperature: float
     answer_mask: torch.Tensor | None = None  # [B, C]: 1 from the first box's content on (all 1 without a box)
     group_size: int = 1  # m > 1: `inputs` holds B/m prompts, each continued by m completions
-    split: bool = False  # `inputs` holds the prompts alone (m > 1, or a detached prompt)
     prompt_grad: bool = True  # False: the prompt runs under no_grad (module docstring)
+
+    @property
+    def split(self) -> bool:
+        """`inputs` holds the prompts alone, the completions run on their cache."""
+        return self.group_size > 1 or not self.prompt_grad
 
 
 BOX = "\\boxed{"
@@ -149,7 +154,6 @@ def collate(
         temperature=temps.pop(),
         answer_mask=answer.to(device) if with_answer_mask else None,
         group_size=m,
-        split=split,
         prompt_grad=prompt_grad,
     )
 
@@ -177,8 +181,7 @@ def _rope_owner(model):
 
 def _shared_prompt_logits(model, batch: ModelBatch) -> torch.Tensor:
     """Prompts once, KV cache repeated m times, completions on top (module docstring).
-    A detached prompt (`batch.prompt_grad` False) runs all but its last token under no_grad;
-    that token runs with the completions, so every completion token's logit keeps its graph."""
+    A detached prompt (`batch.prompt_grad` False) fills the cache under no_grad."""
     m, C = batch.group_size, batch.completion_ids.shape[1]
     prompt = dict(batch.inputs)
     type_ids = prompt.pop("mm_token_type_ids", None)
@@ -198,19 +201,12 @@ def _shared_prompt_logits(model, batch: ModelBatch) -> torch.Tensor:
     if positions.ndim == 3:
         text = text.unsqueeze(0).expand(positions.shape[0], -1, -1)
     attention = torch.cat([prompt["attention_mask"].repeat_interleave(m, 0), batch.completion_mask], dim=1)
-    if batch.prompt_grad:
-        first = model(**prompt, position_ids=positions, use_cache=True, logits_to_keep=1)
-        key = "cache" if "cache" in first else "past_key_values"  # renamed in transformers 5.2x
-        cache = first[key]
-        cache.batch_repeat_interleave(m)
-        rest = model(
-            input_ids=batch.completion_ids, attention_mask=attention, position_ids=text, use_cache=True, **{key: cache}
-        )
-        return torch.cat([first.logits[:, -1:, :].repeat_interleave(m, 0), rest.logits[:, :-1, :]], dim=1)
+    # All but the last prompt token fill the cache (under no_grad for a detached prompt); that
+    # token runs with the completions, so every completion token's logit comes from one call.
     head = {k: v[:, :-1] if k in ("input_ids", "attention_mask") else v for k, v in prompt.items()}
-    with torch.no_grad():
+    with nullcontext() if batch.prompt_grad else torch.no_grad():
         first = model(**head, position_ids=positions[..., :-1], use_cache=True, logits_to_keep=1)
-    key = "cache" if "cache" in first else "past_key_values"
+    key = "cache" if "cache" in first else "past_key_values"  # renamed in transformers 5.2x
     cache = first[key]
     cache.batch_repeat_interleave(m)
     last = prompt["input_ids"][:, -1:].repeat_interleave(m, 0)
