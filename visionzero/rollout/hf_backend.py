@@ -5,6 +5,8 @@ Batched, left-padded, micro-batched to bound memory. Two rules every caller reli
   the next forward pass fail: image features and image tokens no longer match);
 - generation stops at the end-of-turn token, and that token stays in the completion ids
   (the update trains it; the released code dropped it).
+Each image is processed and run through the vision tower once while the weights stand
+(`models/image_cache.py`): a rollout shows a seat's image in each of its turns.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import torch
 
+from visionzero.models.image_cache import IMAGES
 from visionzero.models.loading import LoadedModel
 from visionzero.rollout.images import message_images
 from visionzero.rollout.types import ChatLike, Completion, Sampling
@@ -35,14 +38,22 @@ class HFPolicy:
             request.messages, tokenize=False, add_generation_prompt=True
         )
 
-    def encode(self, requests: Sequence[ChatLike]) -> dict[str, Any]:
-        """Tokenise a batch (left padding) with its images, ready for the model."""
+    def encode(self, requests: Sequence[ChatLike], encoded_images: bool = False) -> dict[str, Any]:
+        """Tokenise a batch (left padding) with its images, ready for the model.
+        `encoded_images`: the images as the vision tower's (cached) outputs, not pixels,
+        where the model takes them."""
         texts = [self.render(r) for r in requests]
         images = [img for r in requests for img in message_images(r.messages)]
         batch = self.loaded.processor(
             text=texts, images=images or None, padding=True, return_tensors="pt"
         )
-        return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
+        batch = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
+        if encoded_images and images:
+            encoded = IMAGES.encoder_outputs(self.loaded.model, images, batch["pixel_values"], batch["image_grid_thw"])
+            if encoded is not None:
+                batch.pop("pixel_values")
+                batch["mm_encoder_outputs"] = encoded
+        return batch
 
     def generate(self, requests: Sequence[ChatLike], sampling: Sampling, seed: int = 0) -> list[list[Completion]]:
         per_call = max(1, self.micro_batch_size // sampling.n)  # bounds sequences per call
@@ -100,7 +111,7 @@ class HFPolicy:
     def _generate_chunk(self, chunk: Sequence[ChatLike], sampling: Sampling, seed: int) -> list[list[Completion]]:
         from transformers import GenerationConfig
 
-        batch = self.encode(chunk)
+        batch = self.encode(chunk, encoded_images=True)
         eot = self.loaded.end_of_turn_id
         config = self.generation_config(sampling)
         torch.manual_seed(seed)

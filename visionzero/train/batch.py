@@ -17,16 +17,22 @@ Detached prompts (`train.prompt_grad=false`): every micro-batch takes that split
 token and the completions run on its cache with the graph. Same logits; the gradient
 leaves out the prompt's own activations (and the vision tower), so the backward covers
 only the completions' tokens.
+
+Images: processed once each (`models/image_cache.py`); wherever no gradient has to reach
+the vision tower (a detached prompt, the frozen reference, the behaviour log-probs) the
+tower's cached outputs stand in for the pixels, so a frozen tower encodes each image once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from visionzero.models.image_cache import IMAGES
 from visionzero.rollout.images import load_image
 from visionzero.train.samples import TrainSample
 
@@ -41,6 +47,7 @@ class ModelBatch:
     answer_mask: torch.Tensor | None = None  # [B, C]: 1 from the first box's content on (all 1 without a box)
     group_size: int = 1  # m > 1: `inputs` holds B/m prompts, each continued by m completions
     prompt_grad: bool = True  # False: the prompt runs under no_grad (module docstring)
+    images: list[Any] = field(default_factory=list)  # the prompts' images, in `inputs` order (cache keys)
 
     @property
     def split(self) -> bool:
@@ -76,8 +83,11 @@ def answer_start(token_ids: Sequence[int], tokenizer, marker: str = BOX) -> int:
     return 0
 
 
-def _prompt_inputs(prompts: Sequence[TrainSample], processor, pad_id: int, width: int) -> dict[str, torch.Tensor]:
-    """Left-pad each sample's prompt (plus `width` completion columns, filled by the caller)."""
+def _prompt_inputs(
+    prompts: Sequence[TrainSample], processor, pad_id: int, width: int
+) -> tuple[dict[str, torch.Tensor], list[Any]]:
+    """Left-pad each sample's prompt (plus `width` completion columns, filled by the caller);
+    also returns the prompts' images."""
     P = max(len(s.prompt_ids) for s in prompts)
     ids = torch.full((len(prompts), P + width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -87,10 +97,8 @@ def _prompt_inputs(prompts: Sequence[TrainSample], processor, pad_id: int, width
     inputs: dict[str, torch.Tensor] = {"input_ids": ids, "attention_mask": mask}
     images = [load_image(ref) for s in prompts for ref in s.images]
     if images:
-        vision = processor.image_processor(images=images, return_tensors="pt")
-        inputs["pixel_values"] = vision["pixel_values"]
-        inputs["image_grid_thw"] = vision["image_grid_thw"]
-    return inputs
+        inputs.update(IMAGES.pixels(processor.image_processor, images))
+    return inputs, images
 
 
 def prompt_runs(samples: Sequence[TrainSample]) -> list[list[TrainSample]]:
@@ -126,7 +134,7 @@ def collate(
     split = m > 1 or not prompt_grad
     C = max(len(s.completion_ids) for s in samples)
     prompts = list(samples[::m])
-    inputs = _prompt_inputs(prompts, processor, pad_id, 0 if split else C)
+    inputs, images = _prompt_inputs(prompts, processor, pad_id, 0 if split else C)
     P = inputs["input_ids"].shape[1] - (0 if split else C)
     completion = torch.full((len(samples), C), pad_id, dtype=torch.long)
     completion_mask = torch.zeros_like(completion)
@@ -155,7 +163,19 @@ def collate(
         answer_mask=answer.to(device) if with_answer_mask else None,
         group_size=m,
         prompt_grad=prompt_grad,
+        images=images,
     )
+
+
+def _image_inputs(model, batch: ModelBatch, inputs: dict[str, Any], need_grad: bool) -> dict[str, Any]:
+    """`inputs` with the vision tower's cached outputs in place of the pixels, unless a
+    gradient has to reach the tower (or the model cannot take them)."""
+    if need_grad or not batch.images or "pixel_values" not in inputs:
+        return inputs
+    encoded = IMAGES.encoder_outputs(model, batch.images, inputs["pixel_values"], inputs["image_grid_thw"])
+    if encoded is None:
+        return inputs
+    return {**{k: v for k, v in inputs.items() if k != "pixel_values"}, "mm_encoder_outputs": encoded}
 
 
 def completion_logits(model, batch: ModelBatch) -> torch.Tensor:
@@ -163,7 +183,8 @@ def completion_logits(model, batch: ModelBatch) -> torch.Tensor:
     if batch.split:
         return _shared_prompt_logits(model, batch)
     C = batch.completion_ids.shape[1]
-    out = model(**batch.inputs, logits_to_keep=C + 1, use_cache=False)
+    inputs = _image_inputs(model, batch, batch.inputs, need_grad=torch.is_grad_enabled())
+    out = model(**inputs, logits_to_keep=C + 1, use_cache=False)
     return out.logits[:, :-1, :]
 
 
@@ -183,7 +204,7 @@ def _shared_prompt_logits(model, batch: ModelBatch) -> torch.Tensor:
     """Prompts once, KV cache repeated m times, completions on top (module docstring).
     A detached prompt (`batch.prompt_grad` False) fills the cache under no_grad."""
     m, C = batch.group_size, batch.completion_ids.shape[1]
-    prompt = dict(batch.inputs)
+    prompt = _image_inputs(model, batch, dict(batch.inputs), need_grad=batch.prompt_grad and torch.is_grad_enabled())
     type_ids = prompt.pop("mm_token_type_ids", None)
     owner = _rope_owner(model)
     positions = None

@@ -1,0 +1,129 @@
+"""Per-image work done once: the processor's pixels and the vision tower's output.
+
+A game shows each image in many prompts: a seat's image in each of its clue turns, the
+original in every vote, and the same prompts again in the update's forwards. Processing
+and encoding an image is a function of the image (and, for the encoding, the tower's
+weights), so both are computed once and reused:
+
+- pixels (`pixel_values` rows and `image_grid_thw`): per image, for the life of the image;
+- tower outputs (the merged patch embeddings the language model reads): per image and tower,
+  while the tower's weights are unchanged. The key holds each weight's storage and version
+  counter, which an optimizer step, a `load_state_dict` or any in-place write bumps, so a
+  trained tower recomputes and a frozen one (`train.prompt_grad=false`, the vision tower
+  gets no gradient) encodes each image once per run.
+
+Images are keyed by identity: `load_image` returns one object per file, and an entry is
+dropped when its image is collected. Tower outputs are computed without a graph, so they
+stand in for the tower only where no gradient has to reach it (generation, the frozen
+reference, detached prompts); callers that train through the tower pass pixels.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+def vision_tower(model) -> torch.nn.Module | None:
+    """The module holding a Qwen-VL model's vision tower (`visual`), through peft/accelerate wrappers."""
+    seen = model
+    for _ in range(6):
+        if isinstance(getattr(seen, "visual", None), torch.nn.Module) and hasattr(seen, "get_image_features"):
+            return seen
+        seen = getattr(seen, "model", None) or getattr(seen, "base_model", None)
+        if seen is None:
+            break
+    return None
+
+
+def takes_encoder_outputs(tower_owner) -> bool:
+    """Whether the model that owns the tower accepts pre-computed image encodings
+    (`mm_encoder_outputs`, transformers >= 5.2x); wrappers above it pass keywords through."""
+    import inspect
+
+    return "mm_encoder_outputs" in inspect.signature(tower_owner.forward).parameters
+
+
+class ImageCache:
+    """Pixels and tower outputs per image (module docstring)."""
+
+    def __init__(self) -> None:
+        # image id -> owner id (image processor / tower module) -> entry
+        self._pixels: dict[int, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._encoded: dict[int, dict[int, tuple[tuple, torch.Tensor]]] = {}
+        self.hits = self.misses = 0  # tower outputs reused / computed (bench and tests read them)
+
+    def __len__(self) -> int:
+        return len(self._pixels.keys() | self._encoded.keys())
+
+    def _watch(self, image: Any) -> None:
+        key = id(image)
+        if key not in self._pixels and key not in self._encoded:
+            weakref.finalize(image, self._forget, key)
+
+    def _forget(self, image_id: int) -> None:
+        self._pixels.pop(image_id, None)
+        self._encoded.pop(image_id, None)
+
+    def pixels(self, image_processor, images: Sequence[Any], **kwargs) -> dict[str, torch.Tensor]:
+        """`image_processor(images, return_tensors="pt")`, each image processed once: the
+        same `pixel_values` (rows of all images, in order) and `image_grid_thw`."""
+        kwargs = {k: v for k, v in kwargs.items() if k != "return_tensors"}
+        if not all(_weakrefable(img) for img in images):
+            out = image_processor(images=list(images), return_tensors="pt", **kwargs)
+            return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
+        owner = id(image_processor)
+        todo = list({id(img): img for img in images if owner not in self._pixels.get(id(img), {})}.values())
+        if todo:
+            out = image_processor(images=todo, return_tensors="pt", **kwargs)
+            grids = out["image_grid_thw"]
+            for img, row, grid in zip(todo, torch.split(out["pixel_values"], grids.prod(-1).tolist()), grids):
+                self._watch(img)
+                self._pixels.setdefault(id(img), {})[owner] = (row, grid)
+        parts = [self._pixels[id(img)][owner] for img in images]
+        return {"pixel_values": torch.cat([p for p, _ in parts]), "image_grid_thw": torch.stack([g for _, g in parts])}
+
+    def encoder_outputs(self, model, images: Sequence[Any], pixel_values: torch.Tensor, grid: torch.Tensor) -> dict | None:
+        """`mm_encoder_outputs` for `model.forward`/`generate` in place of `pixel_values`:
+        the tower's output per image, computed (without a graph) only for images not seen
+        with these weights. None when the model cannot take them (then pass the pixels)."""
+        tower = vision_tower(model)
+        if tower is None or not takes_encoder_outputs(tower) or not all(_weakrefable(img) for img in images):
+            return None
+        # what the outputs depend on besides the image: the weights (storage, version) and the mode
+        state = (tower.visual.training, *((p.data_ptr(), p._version) for p in tower.visual.parameters()))
+        owner = id(tower)
+        todo: dict[int, int] = {}  # image id -> its first index in `images`
+        for k, img in enumerate(images):
+            entry = self._encoded.get(id(img), {}).get(owner)
+            if (entry is None or entry[0] != state) and id(img) not in todo:
+                todo[id(img)] = k
+        self.misses += len(todo)
+        self.hits += len(images) - len(todo)
+        if todo:
+            starts = torch.cat([grid.new_zeros(1), grid.prod(-1).cumsum(0)]).tolist()
+            order = list(todo.values())
+            rows = torch.cat([pixel_values[starts[k] : starts[k + 1]] for k in order])
+            with torch.inference_mode(False), torch.no_grad():  # plain tensors: usable outside inference mode
+                encoded = tower.get_image_features(rows, grid[order]).pooler_output
+            for k, out in zip(order, encoded):
+                self._watch(images[k])
+                self._encoded.setdefault(id(images[k]), {})[owner] = (state, out)
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        per_image = tuple(self._encoded[id(img)][owner][1] for img in images)
+        return {"image": BaseModelOutputWithPooling(pooler_output=per_image)}
+
+
+def _weakrefable(obj: Any) -> bool:
+    try:
+        weakref.ref(obj)
+    except TypeError:
+        return False
+    return True
+
+
+IMAGES = ImageCache()  # the process's cache: one per process, shared by generation and the update
