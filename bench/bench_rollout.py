@@ -7,8 +7,10 @@ same token budget (completions of a random model almost always run to max_new_to
   (b) official pattern: one game at a time, one player at a time (the G votes of a game
       in one call, as the released code samples them);
   (c) upper bound: plain batched generate over exactly the prompts (a) produced, with no
-      game logic, parsing or recording.
-Goals: (a)/(b) >= 10x at 32 games; (a)/(c) >= 0.8. Also printed: prefill and decode-step
+      game logic, parsing or recording;
+  (d) the batched engine without the image cache (every call processes and encodes its
+      images again, as before `models/image_cache.py`): (a)/(d) is what the cache buys.
+Goals: (a)/(b) >= 10x at 32 games; (a)/(c) >= 0.8; (a)/(d) > 1. Also printed: prefill and decode-step
 times at batch 1 and batch B, which bound what batching can gain on this machine.
 
     python bench/bench_rollout.py [--games 32] [--json bench/results/rollout.json]
@@ -32,6 +34,7 @@ from visionzero.game import (
     record_votes,
 )
 from visionzero.models import load_model
+from visionzero.models.image_cache import IMAGES
 from visionzero.rollout.engine import GameEngine, setup_games
 from visionzero.rollout.hf_backend import HFPolicy
 from visionzero.rollout.types import Sampling
@@ -70,6 +73,17 @@ def decode_step_ms(policy, requests, steps: int = 32) -> tuple[float, float]:
     return t1 * 1e3, (tn - t1) / steps * 1e3
 
 
+class Uncached:
+    """Empties the image cache before every call: each batch processes and encodes its images."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def generate(self, requests, sampling, seed=0):
+        IMAGES.clear()
+        return self.inner.generate(requests, sampling, seed)
+
+
 class Recorder:
     """Passes batches through and keeps them, to replay the same prompts in (c)."""
 
@@ -98,6 +112,7 @@ def main() -> None:
     GameEngine(policy, s.game).play(setup_games(pairs[:2], s.game, seed=1), 0)  # warm-up: first-call costs, image cache
     recorder = Recorder(policy)
     games = setup_games(pairs, s.game, seed=0)
+    IMAGES.clear()  # (a) pays for its images once, as a rollout of new pairs does
     stats, t_a = timed(GameEngine(recorder, s.game).play, games, 0)
 
     def replay():
@@ -105,6 +120,8 @@ def main() -> None:
                    for cs in policy.generate(reqs, sampling, seed) for c in cs)  # fmt: skip
 
     tokens_c, t_c = timed(replay)
+    again = setup_games(pairs, s.game, seed=0)
+    _, t_d = timed(GameEngine(Uncached(policy), s.game).play, again, 0)
     few = setup_games(pairs[: args.official_games], s.game, seed=0)
     tokens_b, t_b = timed(official_pattern, policy, few, s.game)
 
@@ -120,6 +137,8 @@ def main() -> None:
         "(c) plain batched generate tokens/s": tokens_c / t_c,
         "(a)/(b) games/s": games_a / games_b,
         "(a)/(c) tokens/s": (stats.generated_tokens / t_a) / (tokens_c / t_c),
+        "(d) engine without the image cache games/s": args.games / t_d,
+        "(a)/(d) games/s": t_d / t_a,
         "prefill ms, batch 1": p1, f"prefill ms, batch {len(first_turn)}": pb,
         "decode step ms, batch 1": d1, f"decode step ms, batch {len(first_turn)}": db,
         "decode tokens/s ratio, batch B / batch 1": len(first_turn) * d1 / db,

@@ -46,18 +46,32 @@ def test_pixels_match_the_processor_and_each_image_is_processed_once(tiny_model)
     assert proc.seen == 2 and again["image_grid_thw"].tolist() == want["image_grid_thw"][[1, 0]].tolist()
 
 
+def _fake_processor(images, **kwargs):  # 4 rows of 3 floats (48 bytes) per image
+    return {"pixel_values": torch.zeros(4 * len(images), 3), "image_grid_thw": torch.tensor([[1, 2, 2]] * len(images))}
+
+
 def test_entries_go_with_their_image():
     cache = ImageCache()
-
-    def processor(images, **kwargs):
-        return {"pixel_values": torch.zeros(4 * len(images), 3), "image_grid_thw": torch.tensor([[1, 2, 2]] * len(images))}
-
     img = _image(2)
-    cache.pixels(processor, [img])
+    cache.pixels(_fake_processor, [img])
     assert len(cache) == 1
     del img
     gc.collect()
     assert len(cache) == 0
+
+
+def test_the_least_recently_used_images_go_beyond_the_byte_bound():
+    proc = CountingProcessor(_fake_processor)
+    cache = ImageCache(max_bytes=150)  # 72 bytes an image (rows 48, grid 24): two fit, three do not
+    a, b, c = _image(6), _image(7), _image(8)
+    cache.pixels(proc, [a, b])
+    cache.pixels(proc, [a])  # a is now the most recent
+    cache.pixels(proc, [c])  # b goes
+    assert proc.seen == 3
+    cache.pixels(proc, [a, c])
+    assert proc.seen == 3
+    cache.pixels(proc, [b])
+    assert proc.seen == 4
 
 
 def test_the_processor_path_gives_the_same_tokens_and_pixels(tiny_model):

@@ -21,6 +21,7 @@ reference, detached prompts); callers that train through the tower pass pixels.
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,26 +48,69 @@ def takes_encoder_outputs(tower_owner) -> bool:
     return "mm_encoder_outputs" in inspect.signature(tower_owner.forward).parameters
 
 
-class ImageCache:
-    """Pixels and tower outputs per image (module docstring)."""
+class _Table:
+    """image id -> owner id (an image processor or a tower) -> entry, least recently used
+    images dropped beyond `max_bytes` of tensors."""
 
-    def __init__(self) -> None:
-        # image id -> owner id (image processor / tower module) -> entry
-        self._pixels: dict[int, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
-        self._encoded: dict[int, dict[int, tuple[tuple, torch.Tensor]]] = {}
+    def __init__(self, max_bytes: int):
+        self.rows: OrderedDict[int, dict[int, tuple]] = OrderedDict()
+        self.max_bytes, self.bytes = max_bytes, 0
+
+    @staticmethod
+    def _size(entries: dict[int, tuple]) -> int:
+        return sum(t.numel() * t.element_size() for entry in entries.values() for t in entry if isinstance(t, torch.Tensor))
+
+    def get(self, image_id: int, owner: int) -> tuple | None:
+        entries = self.rows.get(image_id)
+        if entries is None or owner not in entries:
+            return None
+        self.rows.move_to_end(image_id)
+        return entries[owner]
+
+    def put(self, image_id: int, owner: int, entry: tuple) -> None:
+        entries = self.rows.setdefault(image_id, {})
+        self.bytes -= self._size(entries)
+        entries[owner] = entry
+        self.bytes += self._size(entries)
+        self.rows.move_to_end(image_id)
+        while self.bytes > self.max_bytes and len(self.rows) > 1:
+            _, dropped = self.rows.popitem(last=False)
+            self.bytes -= self._size(dropped)
+
+    def drop(self, image_id: int) -> None:
+        self.bytes -= self._size(self.rows.pop(image_id, {}))
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.bytes = 0
+
+
+class ImageCache:
+    """Pixels and tower outputs per image (module docstring); each table holds at most
+    `max_bytes` of tensors (least recently used images go first)."""
+
+    def __init__(self, max_bytes: int = 512 << 20) -> None:
+        self._pixels, self._encoded = _Table(max_bytes), _Table(max_bytes)
+        self._watched: set[int] = set()
         self.hits = self.misses = 0  # tower outputs reused / computed (bench and tests read them)
 
     def __len__(self) -> int:
-        return len(self._pixels.keys() | self._encoded.keys())
+        return len(self._pixels.rows.keys() | self._encoded.rows.keys())
 
     def _watch(self, image: Any) -> None:
-        key = id(image)
-        if key not in self._pixels and key not in self._encoded:
-            weakref.finalize(image, self._forget, key)
+        if id(image) not in self._watched:
+            self._watched.add(id(image))
+            weakref.finalize(image, self._forget, id(image))
 
     def _forget(self, image_id: int) -> None:
-        self._pixels.pop(image_id, None)
-        self._encoded.pop(image_id, None)
+        self._watched.discard(image_id)
+        self._pixels.drop(image_id)
+        self._encoded.drop(image_id)
+
+    def clear(self) -> None:
+        """Forget every entry (bench/bench_rollout.py measures the engine without the cache)."""
+        self._pixels.clear()
+        self._encoded.clear()
 
     def pixels(self, image_processor, images: Sequence[Any], **kwargs) -> dict[str, torch.Tensor]:
         """`image_processor(images, return_tensors="pt")`, each image processed once: the
@@ -76,15 +120,22 @@ class ImageCache:
             out = image_processor(images=list(images), return_tensors="pt", **kwargs)
             return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
         owner = id(image_processor)
-        todo = list({id(img): img for img in images if owner not in self._pixels.get(id(img), {})}.values())
+        parts: dict[int, tuple] = {}
+        for img in images:
+            entry = self._pixels.get(id(img), owner)
+            if entry is not None:
+                parts[id(img)] = entry
+        todo = list({id(img): img for img in images if id(img) not in parts}.values())
         if todo:
             out = image_processor(images=todo, return_tensors="pt", **kwargs)
             grids = out["image_grid_thw"]
             for img, row, grid in zip(todo, torch.split(out["pixel_values"], grids.prod(-1).tolist()), grids):
+                row, grid = row.clone(), grid.clone()  # own storage: the byte bound counts what is held
                 self._watch(img)
-                self._pixels.setdefault(id(img), {})[owner] = (row, grid)
-        parts = [self._pixels[id(img)][owner] for img in images]
-        return {"pixel_values": torch.cat([p for p, _ in parts]), "image_grid_thw": torch.stack([g for _, g in parts])}
+                self._pixels.put(id(img), owner, (row, grid))
+                parts[id(img)] = (row, grid)
+        ordered = [parts[id(img)] for img in images]
+        return {"pixel_values": torch.cat([p for p, _ in ordered]), "image_grid_thw": torch.stack([g for _, g in ordered])}
 
     def encoder_outputs(self, model, images: Sequence[Any], pixel_values: torch.Tensor, grid: torch.Tensor) -> dict | None:
         """`mm_encoder_outputs` for `model.forward`/`generate` in place of `pixel_values`:
@@ -96,10 +147,13 @@ class ImageCache:
         # what the outputs depend on besides the image: the weights (storage, version) and the mode
         state = (tower.visual.training, *((p.data_ptr(), p._version) for p in tower.visual.parameters()))
         owner = id(tower)
+        found: dict[int, torch.Tensor] = {}
         todo: dict[int, int] = {}  # image id -> its first index in `images`
         for k, img in enumerate(images):
-            entry = self._encoded.get(id(img), {}).get(owner)
-            if (entry is None or entry[0] != state) and id(img) not in todo:
+            entry = self._encoded.get(id(img), owner)
+            if entry is not None and entry[0] == state:
+                found[id(img)] = entry[1]
+            elif id(img) not in todo:
                 todo[id(img)] = k
         self.misses += len(todo)
         self.hits += len(images) - len(todo)
@@ -110,11 +164,13 @@ class ImageCache:
             with torch.inference_mode(False), torch.no_grad():  # plain tensors: usable outside inference mode
                 encoded = tower.get_image_features(rows, grid[order]).pooler_output
             for k, out in zip(order, encoded):
+                out = out.clone()  # own storage, as above
                 self._watch(images[k])
-                self._encoded.setdefault(id(images[k]), {})[owner] = (state, out)
+                self._encoded.put(id(images[k]), owner, (state, out))
+                found[id(images[k])] = out
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-        per_image = tuple(self._encoded[id(img)][owner][1] for img in images)
+        per_image = tuple(found[id(img)] for img in images)
         return {"image": BaseModelOutputWithPooling(pooler_output=per_image)}
 
 
