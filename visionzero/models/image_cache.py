@@ -13,13 +13,16 @@ weights), so both are computed once and reused:
   gets no gradient) encodes each image once per run.
 
 Images are keyed by identity: `load_image` returns one object per file, and an entry is
-dropped when its image is collected. Tower outputs are computed without a graph, so they
+dropped when its image is collected. Processors and towers are keyed by a serial number
+given on first sight and never reused (an id or an address can be: a checkpoint loaded
+after another may land on the same memory with the same version counters). Tower outputs are computed without a graph, so they
 stand in for the tower only where no gradient has to reach it (generation, the frozen
 reference, detached prompts); callers that train through the tower pass pixels.
 """
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -48,8 +51,20 @@ def takes_encoder_outputs(tower_owner) -> bool:
     return "mm_encoder_outputs" in inspect.signature(tower_owner.forward).parameters
 
 
+_SERIALS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_NEXT = itertools.count()
+
+
+def _serial(obj: Any) -> int:
+    """A number for `obj` that no other object ever gets (module docstring)."""
+    serial = _SERIALS.get(obj)
+    if serial is None:
+        serial = _SERIALS[obj] = next(_NEXT)
+    return serial
+
+
 class _Table:
-    """image id -> owner id (an image processor or a tower) -> entry, least recently used
+    """image id -> owner serial (an image processor or a tower) -> entry, least recently used
     images dropped beyond `max_bytes` of tensors."""
 
     def __init__(self, max_bytes: int):
@@ -119,7 +134,7 @@ class ImageCache:
         if not all(_weakrefable(img) for img in images):
             out = image_processor(images=list(images), return_tensors="pt", **kwargs)
             return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
-        owner = id(image_processor)
+        owner = _serial(image_processor)
         parts: dict[int, tuple] = {}
         for img in images:
             entry = self._pixels.get(id(img), owner)
@@ -144,9 +159,10 @@ class ImageCache:
         tower = vision_tower(model)
         if tower is None or not takes_encoder_outputs(tower) or not all(_weakrefable(img) for img in images):
             return None
-        # what the outputs depend on besides the image: the weights (storage, version) and the mode
+        # what the outputs depend on besides the image and the tower: its weights' storage and
+        # version counters (bumped by every in-place write) and its mode
         state = (tower.visual.training, *((p.data_ptr(), p._version) for p in tower.visual.parameters()))
-        owner = id(tower)
+        owner = _serial(tower)
         found: dict[int, torch.Tensor] = {}
         todo: dict[int, int] = {}  # image id -> its first index in `images`
         for k, img in enumerate(images):
