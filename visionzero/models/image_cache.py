@@ -25,22 +25,28 @@ from __future__ import annotations
 import itertools
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 
-def vision_tower(model) -> torch.nn.Module | None:
-    """The module holding a Qwen-VL model's vision tower (`visual`), through peft/accelerate wrappers."""
+def unwrap(model, found: Callable[[Any], bool]):
+    """The first module, from `model` inwards through peft, accelerate and DDP wrappers (and
+    a VLM's inner model), for which `found` holds; None if there is none."""
     seen = model
     for _ in range(6):
-        if isinstance(getattr(seen, "visual", None), torch.nn.Module) and hasattr(seen, "get_image_features"):
+        if found(seen):
             return seen
-        seen = getattr(seen, "model", None) or getattr(seen, "base_model", None)
+        seen = getattr(seen, "model", None) or getattr(seen, "base_model", None) or getattr(seen, "module", None)
         if seen is None:
             break
     return None
+
+
+def vision_tower(model) -> torch.nn.Module | None:
+    """The module holding a Qwen-VL model's vision tower (`visual`); None without one."""
+    return unwrap(model, lambda m: isinstance(getattr(m, "visual", None), torch.nn.Module) and hasattr(m, "get_image_features"))
 
 
 def takes_encoder_outputs(tower_owner) -> bool:

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from visionzero.models.image_cache import IMAGES
+from visionzero.models.image_cache import IMAGES, unwrap
 from visionzero.rollout.images import load_image
 from visionzero.train.samples import TrainSample
 
@@ -190,14 +190,7 @@ def completion_logits(model, batch: ModelBatch) -> torch.Tensor:
 
 def _rope_owner(model):
     """The module that computes Qwen-VL's 3-D rotary positions (through peft/accelerate wrappers)."""
-    seen = model
-    for _ in range(6):
-        if hasattr(seen, "get_rope_index"):
-            return seen
-        seen = getattr(seen, "model", None) or getattr(seen, "base_model", None)
-        if seen is None:
-            break
-    return None
+    return unwrap(model, lambda m: hasattr(m, "get_rope_index"))
 
 
 def _shared_prompt_logits(model, batch: ModelBatch) -> torch.Tensor:
