@@ -73,7 +73,7 @@ MICRO: dict[str, Any] = {
         # reaches 0.9, which this world's observer never does in a CPU budget.
         "phase": {"mode": "hysteresis"},
     },
-    "eval": {"every": 70, "games": 300, "vqa_per_type": 5, "max_new_tokens": 24},
+    "eval": {"every": 70, "games": 500, "vqa_per_type": 5, "max_new_tokens": 24},
     "tracking": {"viewer_every": 10},
 }
 
