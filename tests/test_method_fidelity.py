@@ -1,7 +1,8 @@
 """Method fidelity (METHOD.md sections 4-5): each test failed on the code before its fix.
 
 - RAE baselines move once per GAME, in the batch's game order, through `score_games`;
-- behaviour log-probs for multi-step updates are taken as generation ran (dropout off);
+- behaviour log-probs for multi-step updates are taken as generation ran (dropout off), and
+  the ones generation records equal them;
 - sampling uses exactly the settings in params: nothing inherited from the checkpoint's
   generation_config.json, and top_k 0 really means "off".
 """
@@ -81,6 +82,39 @@ def test_behaviour_logprobs_are_taken_with_dropout_off(tiny_settings):
     for a, b, c in zip(first, second, as_generated):
         assert a.old_logprobs == pytest.approx(b.old_logprobs, abs=1e-6)
         assert a.old_logprobs == pytest.approx(c.old_logprobs, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_sampled_completions_carry_the_behaviour_logprobs_the_update_computes(tiny_settings, tmp_path):
+    """Production path: the engine's turns through HFPolicy record each sampled token's
+    log-prob; they equal the update's own recomputation (so it skips that pass), the votes
+    generated on a shared prompt cache included. Greedy turns record none."""
+    from dataclasses import replace
+
+    from visionzero.models import load_model
+    from visionzero.rollout.engine import GameEngine, setup_games
+    from visionzero.rollout.hf_backend import HFPolicy
+    from visionzero.rollout.types import Sampling
+    from visionzero.settings import load_settings
+    from visionzero.train.update import PolicyTrainer
+
+    from .helpers import simple_pairs
+
+    s = load_settings(None, [f"model.cache_dir={tiny_settings.model.cache_dir}", "runtime.device=cpu",
+                             "game.clue.max_new_tokens=8", "game.decision.max_new_tokens=8", "game.group_size=2"])  # fmt: skip
+    loaded = load_model(s.model, s.runtime)
+    games = setup_games(simple_pairs(tmp_path, 2), s.game, seed=0)
+    GameEngine(HFPolicy(loaded), s.game).play(games, seed=1)
+    scored = score_games(games, s.rewards, RaeState())
+    trainer = PolicyTrainer(loaded, s.train)
+    for stage in ("clue", "decision"):
+        samples = training_samples(games, scored, stage)
+        assert samples and all(len(x.old_logprobs or []) == len(x.completion_ids) for x in samples)
+        again = trainer._with_behaviour_logprobs([replace(x, old_logprobs=None) for x in samples])
+        for x, y in zip(samples, again):
+            assert x.old_logprobs == pytest.approx(y.old_logprobs, abs=1e-4)
+    (greedy,), = HFPolicy(loaded).generate([_Chat(Image.new("RGB", (112, 112)))], Sampling(6, 0.0))
+    assert greedy.logprobs is None
 
 
 class _Chat:

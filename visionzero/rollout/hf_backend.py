@@ -4,7 +4,10 @@ Batched, left-padded, micro-batched to bound memory. Two rules every caller reli
 - the image/video pad tokens are never sampled (a stray `<|image_pad|>` in a completion makes
   the next forward pass fail: image features and image tokens no longer match);
 - generation stops at the end-of-turn token, and that token stays in the completion ids
-  (the update trains it; the released code dropped it).
+  (the update trains it; the released code dropped it);
+- a sampled completion carries its behaviour log-probs: log-softmax of the raw logits at the
+  sampling temperature, the quantity the update computes (`train/loss.token_logprobs`), so
+  a multi-step update need not run the sampling policy over every sample again.
 Each image is processed and run through the vision tower once while the weights stand
 (`models/image_cache.py`): a rollout shows a seat's image in each of its turns.
 """
@@ -105,6 +108,8 @@ class HFPolicy:
             suppress_tokens=self.loaded.suppressed_ids,
             eos_token_id=self.loaded.end_of_turn_id,
             pad_token_id=self.loaded.tokenizer.pad_token_id,
+            return_dict_in_generate=True,
+            output_logits=not greedy,  # the behaviour log-probs (module docstring)
         )  # fmt: skip
 
     @torch.inference_mode()
@@ -120,17 +125,24 @@ class HFPolicy:
         # Fields left None are filled from model.generation_config: a neutral one stands in
         # for the checkpoint's during this call (the checkpoint's is kept for saving).
         saved, model.generation_config = model.generation_config, GenerationConfig()
+        sampled = not sampling.greedy  # greedy decoding trains nothing: no log-probs
         try:
-            sequences = model.generate(**inputs, generation_config=config)
+            out = model.generate(**inputs, generation_config=config)
         finally:
             model.generation_config = saved
         prompt_len = batch["input_ids"].shape[1]
+        new_tokens = out.sequences[:, prompt_len:]
+        logprobs = None
+        if sampled and new_tokens.shape[1]:  # raw logits (before any processor), as training sees them
+            raw = torch.stack(out.logits, 1).float() / sampling.temperature
+            logprobs = torch.log_softmax(raw, -1).gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1).tolist()
         prompts = [ids[mask.bool()].tolist() for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]
         results: list[list[Completion]] = [[] for _ in chunk]
-        for row in range(sequences.shape[0]):
-            new = sequences[row, prompt_len:].tolist()
+        for row in range(new_tokens.shape[0]):
+            new = new_tokens[row].tolist()
             finished = eot in new
             ids = new[: new.index(eot) + 1] if finished else new
             text = self.loaded.tokenizer.decode(ids, skip_special_tokens=True)
-            results[row // sampling.n].append(Completion(prompts[row // sampling.n], ids, text, finished))
+            lp = logprobs[row][: len(ids)] if logprobs is not None else None
+            results[row // sampling.n].append(Completion(prompts[row // sampling.n], ids, text, finished, lp))
         return results
