@@ -113,7 +113,7 @@ def test_sampled_completions_carry_the_behaviour_logprobs_the_update_computes(ti
         again = trainer._with_behaviour_logprobs([replace(x, old_logprobs=None) for x in samples])
         for x, y in zip(samples, again):
             assert x.old_logprobs == pytest.approx(y.old_logprobs, abs=1e-4)
-    (greedy,), = HFPolicy(loaded).generate([_Chat(Image.new("RGB", (112, 112)))], Sampling(6, 0.0))
+    [[greedy]] = HFPolicy(loaded).generate([_Chat(Image.new("RGB", (112, 112)))], Sampling(6, 0.0))
     assert greedy.logprobs is None
 
 

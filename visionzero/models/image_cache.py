@@ -15,9 +15,10 @@ weights), so both are computed once and reused:
 Images are keyed by identity: `load_image` returns one object per file, and an entry is
 dropped when its image is collected. Processors and towers are keyed by a serial number
 given on first sight and never reused (an id or an address can be: a checkpoint loaded
-after another may land on the same memory with the same version counters). Tower outputs are computed without a graph, so they
-stand in for the tower only where no gradient has to reach it (generation, the frozen
-reference, detached prompts); callers that train through the tower pass pixels.
+after another may land on the same memory with the same version counters). Tower outputs
+are computed without a graph, so they stand in for the tower only where no gradient has to
+reach it (generation, the frozen reference, detached prompts); callers that train through
+the tower pass pixels.
 """
 
 from __future__ import annotations
@@ -194,6 +195,16 @@ class ImageCache:
 
         per_image = tuple(found[id(img)] for img in images)
         return {"image": BaseModelOutputWithPooling(pooler_output=per_image)}
+
+    def in_place_of_pixels(self, model, images: Sequence[Any], inputs: dict[str, Any]) -> dict[str, Any]:
+        """`inputs` with the tower's outputs (`mm_encoder_outputs`) in place of `pixel_values`;
+        `inputs` itself when it has no pixels or the model cannot take them."""
+        if not images or "pixel_values" not in inputs:
+            return inputs
+        encoded = self.encoder_outputs(model, images, inputs["pixel_values"], inputs["image_grid_thw"])
+        if encoded is None:
+            return inputs
+        return {**{k: v for k, v in inputs.items() if k != "pixel_values"}, "mm_encoder_outputs": encoded}
 
 
 def _weakrefable(obj: Any) -> bool:

@@ -51,12 +51,7 @@ class HFPolicy:
             text=texts, images=images or None, padding=True, return_tensors="pt"
         )
         batch = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
-        if encoded_images and images:
-            encoded = IMAGES.encoder_outputs(self.loaded.model, images, batch["pixel_values"], batch["image_grid_thw"])
-            if encoded is not None:
-                batch.pop("pixel_values")
-                batch["mm_encoder_outputs"] = encoded
-        return batch
+        return IMAGES.in_place_of_pixels(self.loaded.model, images, batch) if encoded_images else batch
 
     def generate(self, requests: Sequence[ChatLike], sampling: Sampling, seed: int = 0) -> list[list[Completion]]:
         per_call = max(1, self.micro_batch_size // sampling.n)  # bounds sequences per call
@@ -109,7 +104,7 @@ class HFPolicy:
             eos_token_id=self.loaded.end_of_turn_id,
             pad_token_id=self.loaded.tokenizer.pad_token_id,
             return_dict_in_generate=True,
-            output_logits=not greedy,  # the behaviour log-probs (module docstring)
+            output_logits=not greedy,  # the behaviour log-probs (module docstring); greedy turns train nothing
         )  # fmt: skip
 
     @torch.inference_mode()
@@ -125,7 +120,6 @@ class HFPolicy:
         # Fields left None are filled from model.generation_config: a neutral one stands in
         # for the checkpoint's during this call (the checkpoint's is kept for saving).
         saved, model.generation_config = model.generation_config, GenerationConfig()
-        sampled = not sampling.greedy  # greedy decoding trains nothing: no log-probs
         try:
             out = model.generate(**inputs, generation_config=config)
         finally:
@@ -133,7 +127,7 @@ class HFPolicy:
         prompt_len = batch["input_ids"].shape[1]
         new_tokens = out.sequences[:, prompt_len:]
         logprobs = None
-        if sampled and new_tokens.shape[1]:  # raw logits (before any processor), as training sees them
+        if config.output_logits and new_tokens.shape[1]:  # raw logits (before any processor), as training sees them
             raw = torch.stack(out.logits, 1).float() / sampling.temperature
             logprobs = torch.log_softmax(raw, -1).gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1).tolist()
         prompts = [ids[mask.bool()].tolist() for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]

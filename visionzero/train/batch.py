@@ -168,14 +168,9 @@ def collate(
 
 
 def _image_inputs(model, batch: ModelBatch, inputs: dict[str, Any], need_grad: bool) -> dict[str, Any]:
-    """`inputs` with the vision tower's cached outputs in place of the pixels, unless a
-    gradient has to reach the tower (or the model cannot take them)."""
-    if need_grad or not batch.images or "pixel_values" not in inputs:
-        return inputs
-    encoded = IMAGES.encoder_outputs(model, batch.images, inputs["pixel_values"], inputs["image_grid_thw"])
-    if encoded is None:
-        return inputs
-    return {**{k: v for k, v in inputs.items() if k != "pixel_values"}, "mm_encoder_outputs": encoded}
+    """`inputs`, with the vision tower's cached outputs in place of the pixels unless a
+    gradient has to reach the tower."""
+    return inputs if need_grad else IMAGES.in_place_of_pixels(model, batch.images, inputs)
 
 
 def completion_logits(model, batch: ModelBatch) -> torch.Tensor:
